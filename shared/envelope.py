@@ -104,7 +104,13 @@ def chain_hash(prev_hash: str, envelope: Envelope) -> str:
 
 def seal(envelope: Envelope, *, stream_version: int, prev_hash: str) -> Envelope:
     """Give an envelope its place in its stream and its link in the hash chain."""
-    placed = envelope.model_copy(update={"stream_version": stream_version, "prev_hash": prev_hash})
+    placed = envelope.model_copy(
+        update={
+            "stream_version": stream_version,
+            "prev_hash": prev_hash,
+            "occurred_at": envelope.occurred_at.astimezone(UTC),
+        }
+    )
     return placed.model_copy(update={"hash": chain_hash(prev_hash, placed)})
 
 

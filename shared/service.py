@@ -1,0 +1,200 @@
+"""What every Firstline service process is made of: a pool, migrations, the outbox relay,
+consumers, and a FastAPI app with health, readiness and metrics, stopped gracefully.
+
+A service's ``app.py`` builds a :class:`Service`, registers its consumers and routers, and
+hands it to :func:`create_app`. Uvicorn turns SIGTERM into the app's shutdown, which stops the
+consumers after their current batch (effects and offsets committed) and leaves the group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import uvicorn
+from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from shared.bus import Consumer, Handler, ensure_topics
+from shared.db import create_pool, migrate
+from shared.envelope import new_id
+from shared.eventstore import ConcurrencyError, EventStore
+from shared.logs import configure_logging, correlation_id
+from shared.outbox import OutboxRelay
+from shared.settings import ServiceSettings
+
+logger = logging.getLogger(__name__)
+
+Hook = Callable[["Service"], Awaitable[None]]
+
+
+class Service:
+    def __init__(self, settings: ServiceSettings, *, migrations: Path | None = None, relay: bool = True) -> None:
+        self.settings = settings
+        self.migrations = [migrations] if migrations else []
+        self.with_relay = relay
+        self.pool: asyncpg.Pool | None = None
+        self.store: EventStore | None = None
+        self.relay: OutboxRelay | None = None
+        self.consumers: list[Consumer] = []
+        self._consumer_specs: list[tuple[str, list[str], Handler]] = []
+        self.on_start: list[Hook] = []
+        self.on_stop: list[Hook] = []
+        self.stopping = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.started_at = time.time()
+
+    def consume(self, name: str, topics: list[str], handler: Handler) -> None:
+        """Register a consumer (catalogue topic names; the settings' prefix is applied)."""
+        self._consumer_specs.append((name, [self.settings.topic(t) for t in topics], handler))
+
+    @property
+    def db(self) -> asyncpg.Pool:
+        assert self.pool is not None, "service not started"
+        return self.pool
+
+    async def start(self) -> None:
+        self.stopping.clear()
+        self.pool = await create_pool(
+            self.settings.database_url, min_size=self.settings.db_pool_min, max_size=self.settings.db_pool_max
+        )
+        await migrate(self.pool, self.migrations)
+        self.store = EventStore(self.pool)
+        if self.with_relay:
+            self.relay = OutboxRelay(self.pool, self.settings)
+            self._spawn(self.relay.run(self.stopping), "relay")
+        for name, topics, handler in self._consumer_specs:
+            consumer = Consumer(name=name, topics=topics, pool=self.pool, settings=self.settings, handler=handler)
+            self.consumers.append(consumer)
+            self._spawn(consumer.run(self.stopping), f"consumer {name}")
+        for hook in self.on_start:
+            await hook(self)
+
+    def _spawn(self, coro: Awaitable[None], name: str) -> None:
+        async def guarded() -> None:
+            try:
+                await coro
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("%s crashed", name)
+
+        self._tasks.append(asyncio.create_task(guarded(), name=name))
+
+    def spawn(self, coro: Awaitable[None], name: str) -> None:
+        """Run a background loop for the service's lifetime (it should watch ``stopping``)."""
+        self._spawn(coro, name)
+
+    async def stop(self, timeout: float = 20.0) -> None:
+        self.stopping.set()
+        for hook in self.on_stop:
+            await hook(self)
+        if self._tasks:
+            _, pending = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in pending:
+                task.cancel()
+        self._tasks.clear()
+        self.consumers.clear()
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+    async def readiness(self) -> dict[str, Any]:
+        checks: dict[str, Any] = {}
+        try:
+            await asyncio.wait_for(self.db.fetchval("select 1"), timeout=2)
+            checks["database"] = "ok"
+        except Exception as exc:  # any failure means not ready; say which
+            checks["database"] = f"error: {exc!r}"
+        for consumer in self.consumers:
+            checks[f"consumer:{consumer.name}"] = "ok" if consumer.status.running else "not running"
+        if self.relay is not None:
+            checks["relay"] = "ok" if self.relay.healthy else "broker unavailable"
+        return checks
+
+
+async def ensure_service_topics(settings: ServiceSettings, topics: list[str]) -> None:
+    await ensure_topics(settings, [settings.topic(t) for t in topics])
+
+
+def create_app(service: Service, *, title: str, routers: list[APIRouter] = ()) -> FastAPI:  # type: ignore[assignment]
+    configure_logging(service.settings.service_name, service.settings.log_level)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await service.start()
+        logger.info("%s started on port %s", service.settings.service_name, service.settings.http_port)
+        try:
+            yield
+        finally:
+            logger.info("%s stopping", service.settings.service_name)
+            await service.stop()
+
+    app = FastAPI(title=title, lifespan=lifespan)
+    app.state.service = service
+    app.include_router(health_router(service))
+    for router in routers:
+        app.include_router(router)
+    install_common_middleware(app)
+    return app
+
+
+def health_router(service: Service) -> APIRouter:
+    router = APIRouter(tags=["operations"])
+
+    @router.get("/healthz")
+    async def healthz() -> dict[str, Any]:
+        return {"status": "ok", "service": service.settings.service_name, "uptime_s": time.time() - service.started_at}
+
+    @router.get("/readyz")
+    async def readyz() -> JSONResponse:
+        checks = await service.readiness()
+        ready = all(v == "ok" for v in checks.values())
+        return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+    @router.get("/metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    return router
+
+
+def install_common_middleware(app: FastAPI) -> None:
+    """Correlation ids in and out, and a JSON 409 for optimistic-concurrency conflicts."""
+
+    @app.middleware("http")
+    async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        cid = request.headers.get("x-correlation-id") or new_id()
+        token = correlation_id.set(cid)
+        try:
+            response = await call_next(request)
+        finally:
+            correlation_id.reset(token)
+        response.headers["X-Correlation-ID"] = cid
+        return response
+
+    @app.exception_handler(ConcurrencyError)
+    async def conflict(_: Request, exc: ConcurrencyError) -> JSONResponse:
+        return JSONResponse(
+            {"error": "conflict", "detail": str(exc), "stream_id": exc.stream_id, "actual_version": exc.actual},
+            status_code=409,
+        )
+
+
+def run(app: FastAPI, settings: ServiceSettings) -> None:
+    """Serve until SIGTERM/SIGINT; uvicorn then runs the app's graceful shutdown."""
+    uvicorn.run(
+        app,
+        host=settings.http_host,
+        port=settings.http_port,
+        log_config=None,
+        access_log=False,
+        timeout_graceful_shutdown=25,
+    )
