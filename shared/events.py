@@ -189,6 +189,39 @@ class SystemAddressChanged(EventData):
     deleted: bool = False
 
 
+# --------------------------------------------------------------------------- queues (tickets)
+
+
+class AutoResponse(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    enabled: bool = True
+    subject: str
+    body: str
+
+
+@event
+class QueueConfigured(EventData):
+    """A queue was created or changed (published on ticket.events, keyed by ``queue:<name>``).
+
+    Tickets owns queues; router (follow-up policy) and notify (addresses, salutation,
+    signature, auto responses) keep copies by consuming this event.
+    """
+
+    name: str
+    group: str
+    parent: str | None = None
+    comment: str = ""
+    system_address: str = "info@firstline.example"
+    display_name: str = "Firstline"
+    salutation: str = "Dear {{ customer_name or 'customer' }},"
+    signature: str = "-- \nFirstline support"
+    follow_up_policy: Literal["reopen", "reject", "new_ticket"] = "reopen"
+    unlock_timeout_minutes: int = 0
+    first_response_minutes: int = 0
+    auto_responses: dict[str, AutoResponse] = {}
+    valid: bool = True
+
+
 # --------------------------------------------------------------------------- tickets
 
 
