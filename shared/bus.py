@@ -125,6 +125,7 @@ class Consumer:
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=MAX_MESSAGE_BYTES,
+            fetch_max_wait_ms=self.settings.consumer_fetch_wait_ms,
             fetch_max_bytes=MAX_MESSAGE_BYTES,
             client_id=f"{self.settings.service_name}.{self.name}",
         )

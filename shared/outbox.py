@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
 from shared.bus import ensure_topics, make_producer
 from shared.envelope import Envelope
@@ -131,9 +131,9 @@ class OutboxRelay:
         ]
         results = await asyncio.gather(*futures)
         offsets: dict[tuple[str, int], int] = {}
-        for meta in results:
+        for meta in results:  # per partition, the first offset of this round (see missing_records)
             tp = (meta.topic, meta.partition)
-            offsets[tp] = max(offsets.get(tp, -1), meta.offset)
+            offsets[tp] = min(offsets.get(tp, meta.offset), meta.offset)
         await self._mark_published([r["id"] for r in rows], offsets)
         for r in rows:
             OUTBOX_PUBLISHED.labels(r["topic"]).inc()
@@ -159,8 +159,7 @@ class OutboxRelay:
         """Republish everything if the broker has lost what it acknowledged. Returns True if so."""
         if not self.published_offsets:
             return False
-        end_offsets = await broker_end_offsets(self.settings, list(self.published_offsets))
-        lost = [tp for tp, offset in self.published_offsets.items() if end_offsets.get(tp, 0) <= offset]
+        lost = await missing_records(self.settings, self.published_offsets)
         if not lost:
             return False
         logger.warning("relay: broker lost acknowledged messages on %s; republishing the outbox", lost)
@@ -173,22 +172,42 @@ class OutboxRelay:
         return True
 
 
-async def broker_end_offsets(settings: ServiceSettings, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
-    """End offsets the broker reports now; a partition it does not know is absent."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False)
+async def missing_records(settings: ServiceSettings, acknowledged: dict[tuple[str, int], int]) -> list[tuple[str, int]]:
+    """Partitions where a record the broker acknowledged to us is gone.
+
+    ``acknowledged`` holds, per partition, the first offset of the relay's latest round. A
+    broker that kept its data ends after it. The local broker answers "latest offset" with
+    the base offset of its last batch, which may equal that offset: then the record itself
+    is fetched to tell.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, auto_offset_reset="none"
+    )
     await consumer.start()
+    lost: list[tuple[str, int]] = []
     try:
-        known: list[TopicPartition] = []
-        for topic in {t for t, _ in partitions}:
-            available = consumer.partitions_for_topic(topic) or set()
-            if not available:
-                await consumer._client.force_metadata_update()  # noqa: SLF001 - refresh before judging
-                available = consumer.partitions_for_topic(topic) or set()
-            known += [TopicPartition(t, p) for t, p in partitions if t == topic and p in available]
-        ends = await consumer.end_offsets(known) if known else {}
-        return {(tp.topic, tp.partition): offset for tp, offset in ends.items()}
+        await consumer._client.force_metadata_update()  # noqa: SLF001 - topics may have vanished
+        for (topic, partition), offset in acknowledged.items():
+            tp = TopicPartition(topic, partition)
+            if partition not in (consumer.partitions_for_topic(topic) or set()):
+                lost.append((topic, partition))
+                continue
+            end = (await consumer.end_offsets([tp]))[tp]
+            if end < offset or (end == offset and not await _record_exists(consumer, tp, offset)):
+                lost.append((topic, partition))
     finally:
         await consumer.stop()
+    return lost
+
+
+async def _record_exists(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:
+    consumer.assign([tp])
+    consumer.seek(tp, offset)
+    try:
+        batch = await consumer.getmany(tp, timeout_ms=3000, max_records=1)
+    except OffsetOutOfRangeError:
+        return False
+    return bool(batch.get(tp))
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

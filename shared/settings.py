@@ -26,6 +26,7 @@ class ServiceSettings(BaseSettings):
     relay_batch_size: int = 500
     broker_check_interval_seconds: float = 5.0
     consumer_max_records: int = 500
+    consumer_fetch_wait_ms: int = 50
     consumer_max_attempts: int = 5
     consumer_backoff_seconds: float = 0.2
     mail_domain: str = "firstline.example"

@@ -78,7 +78,7 @@ async def read_topic(settings: ServiceSettings, topic: str, expected: int) -> li
     out: list[Envelope] = []
     try:
         deadline = asyncio.get_running_loop().time() + 30
-        while len(out) < expected and asyncio.get_running_loop().time() < deadline:
+        while len({e.event_id for e in out}) < expected and asyncio.get_running_loop().time() < deadline:
             for records in (await consumer.getmany(timeout_ms=500)).values():
                 out += [Envelope.from_json(r.value) for r in records]
     finally:
