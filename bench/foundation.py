@@ -25,14 +25,16 @@ from shared.bus import Consumer, ensure_topics
 from shared.db import create_pool, ensure_database, migrate
 from shared.devinfra import LocalBroker, LocalPostgres, free_port
 from shared.envelope import Envelope, make_envelope
-from shared.eventstore import EventStore
 from shared.events import NoteAdded
+from shared.eventstore import EventStore
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
 
 def note(stream: str, i: int) -> Envelope:
-    return make_envelope(NoteAdded(ticket_id=stream, article_id=str(i), body="x" * 200), stream_id=stream, actor="bench")
+    return make_envelope(
+        NoteAdded(ticket_id=stream, article_id=str(i), body="x" * 200), stream_id=stream, actor="bench"
+    )
 
 
 async def bench_appends(store: EventStore, n: int) -> None:
@@ -123,8 +125,12 @@ async def main(events: int) -> None:
     dsn = f"{base_url.rsplit('/', 1)[0]}/bench_{uuid.uuid4().hex[:8]}"
     try:
         await ensure_database(dsn)
-        settings = ServiceSettings(database_url=dsn, kafka_bootstrap_servers=bootstrap, service_name="bench",
-                                   kafka_topic_prefix=f"b{uuid.uuid4().hex[:6]}.")
+        settings = ServiceSettings(
+            database_url=dsn,
+            kafka_bootstrap_servers=bootstrap,
+            service_name="bench",
+            kafka_topic_prefix=f"b{uuid.uuid4().hex[:6]}.",
+        )
         pool = await create_pool(dsn, max_size=10)
         await migrate(pool, [])
         print(f"PostgreSQL {await pool.fetchval('show server_version')}, {events} events per figure")

@@ -13,8 +13,13 @@ QUEUES = {
     "Raw": {"group": "users", "comment": "default queue for new mail"},
     "Junk": {"group": "junk", "comment": "spam", "follow_up_policy": "new_ticket"},
     "Info-en": {"group": "info", "system_address": f"info@{DOMAIN}"},
-    "Info-de": {"group": "info", "system_address": f"info-de@{DOMAIN}", "display_name": "Firstline (Deutsch)",
-                "salutation": "Hallo {{ customer_name or '' }},", "signature": "-- \nIhr Firstline-Team"},
+    "Info-de": {
+        "group": "info",
+        "system_address": f"info-de@{DOMAIN}",
+        "display_name": "Firstline (Deutsch)",
+        "salutation": "Hallo {{ customer_name or '' }},",
+        "signature": "-- \nIhr Firstline-Team",
+    },
     "Permissions": {"group": "permissions", "system_address": f"permissions@{DOMAIN}", "follow_up_policy": "reject"},
     "Press": {"group": "press", "system_address": f"press@{DOMAIN}"},
 }

@@ -88,14 +88,21 @@ def admin_credentials() -> tuple[str, str]:
 
 def relay_env() -> dict[str, str]:
     if os.environ.get("SMTP_RELAY_HOST"):
-        return {"SMTP_RELAY_HOST": os.environ["SMTP_RELAY_HOST"], "SMTP_RELAY_PORT": os.environ.get("SMTP_RELAY_PORT", "25")}
+        return {
+            "SMTP_RELAY_HOST": os.environ["SMTP_RELAY_HOST"],
+            "SMTP_RELAY_PORT": os.environ.get("SMTP_RELAY_PORT", "25"),
+        }
     return {"SMTP_RELAY_HOST": "127.0.0.1", "SMTP_RELAY_PORT": str(_port("CATCHER_PORT", 1025))}
 
 
 def spawn(module: str, env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
     log = open(LOGS / f"{log_name}.log", "ab")  # noqa: SIM115 - lives as long as the child
     return subprocess.Popen(
-        [sys.executable, "-m", module], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        [sys.executable, "-m", module],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -153,20 +160,23 @@ def main() -> None:
     children: list[tuple[str, subprocess.Popen[bytes]]] = []
     try:
         if not os.environ.get("SMTP_RELAY_HOST"):
-            catcher_env = dict(os.environ, CATCHER_PORT=str(_port("CATCHER_PORT", 1025)),
-                               CATCHER_DIR=str(DATA / "caught-mail"))
+            catcher_env = dict(
+                os.environ, CATCHER_PORT=str(_port("CATCHER_PORT", 1025)), CATCHER_DIR=str(DATA / "caught-mail")
+            )
             children.append(("mailcatcher", spawn("scripts.mailcatcher", catcher_env, "mailcatcher")))
             wait_for_port(_port("CATCHER_PORT", 1025))
             say(f"mail catcher on 127.0.0.1:{_port('CATCHER_PORT', 1025)}, mails saved in {DATA / 'caught-mail'}")
         for spec in SERVICES:
             child = spawn(f"services.{spec.name}", service_env(spec, pg_base, bootstrap, admin), spec.name)
             children.append((spec.name, child))
-        for spec, (_, child) in zip(SERVICES, children[-len(SERVICES):], strict=True):
+        for spec, (_, child) in zip(SERVICES, children[-len(SERVICES) :], strict=True):
             wait_healthy(spec, child)
             say(f"{spec.name} up on http://127.0.0.1:{spec.port}")
         load_demo_data({s.name: f"http://127.0.0.1:{s.port}" for s in SERVICES})
         gateway = SERVICES[-1].port
-        say(f"SMTP intake on 127.0.0.1:{SERVICES[0].extra_env[0][1]}; raw intake POST http://127.0.0.1:{SERVICES[0].port}/mail")
+        say(
+            f"SMTP intake on 127.0.0.1:{SERVICES[0].extra_env[0][1]}; raw intake POST http://127.0.0.1:{SERVICES[0].port}/mail"
+        )
         say(f"Agent UI: http://127.0.0.1:{gateway}/   login: {admin[0]} / {admin[1]}")
         say(f"Logs in {LOGS}. Ctrl-C stops everything.")
         while all(child.poll() is None for _, child in children):

@@ -25,8 +25,7 @@ class FolderHandler:
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
         content = envelope.original_content or b""
         prefix = (
-            f"X-Catcher-Mail-From: {envelope.mail_from}\r\n"
-            f"X-Catcher-Rcpt-To: {', '.join(envelope.rcpt_tos)}\r\n"
+            f"X-Catcher-Mail-From: {envelope.mail_from}\r\nX-Catcher-Rcpt-To: {', '.join(envelope.rcpt_tos)}\r\n"
         ).encode()
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{next(self._counter):05d}.eml"
         (self.folder / name).write_bytes(prefix + content)

@@ -151,9 +151,7 @@ class Consumer:
         records = [r for part in batches.values() for r in part]
         if records:
             await self.handle_records(records)
-            await self._consumer.commit(
-                {tp: part[-1].offset + 1 for tp, part in batches.items() if part}
-            )
+            await self._consumer.commit({tp: part[-1].offset + 1 for tp, part in batches.items() if part})
         await self._record_lag()
         return len(records)
 
@@ -206,7 +204,12 @@ class Consumer:
                 HANDLER_RETRIES.labels(self.name).inc()
                 logger.warning(
                     "consumer %s: attempt %d failed on %s[%d]@%d: %r",
-                    self.name, attempt, record.topic, record.partition, record.offset, exc,
+                    self.name,
+                    attempt,
+                    record.topic,
+                    record.partition,
+                    record.offset,
+                    exc,
                 )
                 if attempt == self.settings.consumer_max_attempts:
                     await self._dead_letter(record, exc)

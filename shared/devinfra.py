@@ -91,18 +91,43 @@ class LocalPostgres:
             shutil.chown(self.data_dir.parent, "postgres")
         if not (self.data_dir / "PG_VERSION").exists():
             subprocess.run(
-                [*prefix, _pg_bin("initdb"), "-D", str(self.data_dir), "-U", "postgres", "-A", "trust", "-E", "UTF8",
-                 "--no-sync"],
-                check=True, capture_output=True,
+                [
+                    *prefix,
+                    _pg_bin("initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    "postgres",
+                    "-A",
+                    "trust",
+                    "-E",
+                    "UTF8",
+                    "--no-sync",
+                ],
+                check=True,
+                capture_output=True,
             )
         options = (
             f"-p {self.port} -k {self.data_dir} -c listen_addresses=127.0.0.1 -c fsync=on"
             " -c max_connections=300 -c shared_buffers=128MB"
         )
         subprocess.run(
-            [*prefix, _pg_bin("pg_ctl"), "-D", str(self.data_dir), "-l", str(self.log_file), "-o", options,
-             "-w", "-t", "60", "start"],
-            check=True, capture_output=True,
+            [
+                *prefix,
+                _pg_bin("pg_ctl"),
+                "-D",
+                str(self.data_dir),
+                "-l",
+                str(self.log_file),
+                "-o",
+                options,
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+            check=True,
+            capture_output=True,
         )
         wait_for_port(self.port)
 
@@ -138,11 +163,19 @@ class LocalBroker:
     def start(self) -> None:
         out = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         self.process = subprocess.Popen(
-            [tansu_binary(), "broker",
-             "--listener-url", f"tcp://127.0.0.1:{self.port}",
-             "--advertised-listener-url", f"tcp://127.0.0.1:{self.port}",
-             "--storage-engine", "memory://tansu/"],
-            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                tansu_binary(),
+                "broker",
+                "--listener-url",
+                f"tcp://127.0.0.1:{self.port}",
+                "--advertised-listener-url",
+                f"tcp://127.0.0.1:{self.port}",
+                "--storage-engine",
+                "memory://tansu/",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
         wait_for_port(self.port)
 

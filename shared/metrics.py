@@ -19,4 +19,6 @@ HANDLER_SECONDS = Histogram(
 MESSAGES_CONSUMED = Counter("firstline_messages_consumed_total", "Messages consumed", ["consumer", "outcome"])
 CONSUMER_LAG = Gauge("firstline_consumer_lag", "Messages behind the partition end", ["consumer", "topic", "partition"])
 DLQ_MESSAGES = Counter("firstline_dlq_messages_total", "Messages sent to a dead-letter topic", ["consumer", "topic"])
-HANDLER_RETRIES = Counter("firstline_handler_retries_total", "Handler attempts that failed and were retried", ["consumer"])
+HANDLER_RETRIES = Counter(
+    "firstline_handler_retries_total", "Handler attempts that failed and were retried", ["consumer"]
+)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date
 from functools import cached_property
+
+from shared.ticket_numbers import check_digit, is_valid_ticket_number
 
 TICKET_NUMBER_LENGTH = 16  # the minimum; see ticket_number_is_valid
 _SYSTEM_ID = slice(8, 10)
@@ -50,30 +51,17 @@ _SPACES_RE = re.compile(r"\s+")
 
 
 def ticket_check_digit(base: str) -> int:
-    """The check digit for the digits of a ticket number without its last digit.
-
-    Each digit is weighted by a multiplier cycling 1, 2, ..., 9, 1, 2, ... from the left; the
-    check digit is ``10 - (sum % 10)``, and 0 where that gives 10. The tickets service generates
-    numbers with the same formula, so a typo in a quoted number is caught before any lookup.
-    """
-    total = sum(int(digit) * (position % 9 + 1) for position, digit in enumerate(base))
-    check = 10 - total % 10
-    return 0 if check == 10 else check
+    """The check digit for a number without its last digit (see :mod:`shared.ticket_numbers`)."""
+    return check_digit(base)
 
 
 def ticket_number_is_valid(number: str) -> bool:
     """True for ``YYYYMMDD`` (a real date) + system id + counter + the right check digit.
 
-    At least 16 ASCII digits: the counter is zero-padded to five digits and grows a digit on a
-    day with more than 99,999 tickets, as in OTRS (and in ``services/tickets/numbers.py``).
+    At least 16 ASCII digits: the counter grows a digit on a day with more than 99,999
+    tickets, as in OTRS.
     """
-    if len(number) < TICKET_NUMBER_LENGTH or not (number.isascii() and number.isdigit()):
-        return False
-    try:
-        date(int(number[0:4]), int(number[4:6]), int(number[6:8]))
-    except ValueError:
-        return False
-    return int(number[-1]) == ticket_check_digit(number[:-1])
+    return is_valid_ticket_number(number)
 
 
 def ticket_system_id(number: str) -> str:

@@ -17,6 +17,7 @@ from typing import Any
 
 from services.router.domain import TicketInfo
 from shared.events import Address, MailFlags, ParsedMail
+from shared.ticket_numbers import check_digit
 
 CORPUS = Path(os.environ.get("FIRSTLINE_CORPUS") or Path(__file__).resolve().parents[3] / "shared" / "corpus")
 HEADER_NAMES = (
@@ -27,11 +28,9 @@ HEADER_NAMES = (
 
 
 def ticket_number(date: str = "20240517", system_id: str = "10", counter: int = 1) -> str:
-    """A valid number built the way the tickets service does (same check-digit formula)."""
+    """A valid number, built with the shared formula the tickets service uses."""
     base = f"{date}{system_id}{counter:05d}"
-    total = sum(int(d) * (i % 9 + 1) for i, d in enumerate(base))
-    check = 10 - total % 10
-    return base + str(0 if check == 10 else check)
+    return base + str(check_digit(base))
 
 
 def make_mail(

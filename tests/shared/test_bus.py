@@ -14,8 +14,8 @@ from shared.bus import Consumer, ensure_topics
 from shared.db import create_pool, migrate
 from shared.devinfra import LocalBroker
 from shared.envelope import Envelope, make_envelope
-from shared.eventstore import EventStore
 from shared.events import NoteAdded
+from shared.eventstore import EventStore
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
@@ -31,7 +31,8 @@ async def pool(database_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(database_url, max_size=10)
     await migrate(pool, [])
     await pool.execute(
-        "create table seen (event_id text primary key, stream_id text, version int, handled_at timestamptz default now())"
+        "create table seen (event_id text primary key, stream_id text, version int,"
+        " handled_at timestamptz default now())"
     )
     yield pool
     await pool.close()
@@ -41,7 +42,9 @@ async def record_seen(conn: asyncpg.Connection, envelope: Envelope) -> None:
     """A handler with a database effect; a duplicate insert would fail loudly."""
     await conn.execute(
         "insert into seen (event_id, stream_id, version) values ($1, $2, $3)",
-        envelope.event_id, envelope.stream_id, envelope.stream_version,
+        envelope.event_id,
+        envelope.stream_id,
+        envelope.stream_version,
     )
 
 
@@ -72,8 +75,12 @@ async def append_notes(store: EventStore, topic: str, streams: int, per_stream: 
 
 
 async def read_topic(settings: ServiceSettings, topic: str, expected: int) -> list[Envelope]:
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     out: list[Envelope] = []
     try:
@@ -115,7 +122,9 @@ async def test_relay_crash_and_restart_publishes_everything_in_stream_order(
     async with running(OutboxRelay(pool, settings).run):
         await wait_until(lambda: _all_published(pool))
     received = await read_topic(settings, topic, total)
-    assert {e.event_id for e in received} == {r["event_id"] for r in await pool.fetch("select event_id::text from events")}
+    assert {e.event_id for e in received} == {
+        r["event_id"] for r in await pool.fetch("select event_id::text from events")
+    }
     assert_per_stream_order(received)
 
 
@@ -177,8 +186,9 @@ async def test_poison_message_goes_to_the_dlq_and_the_consumer_goes_on(
     consumer = Consumer(name="poison", topics=[topic], pool=pool, settings=settings, handler=record_seen)
     async with running(OutboxRelay(pool, settings).run, consumer.run):
         await wait_until(lambda: _count(pool, "seen", 1))
-    dead = AIOKafkaConsumer(f"{topic}.dlq", bootstrap_servers=settings.kafka_bootstrap_servers,
-                            auto_offset_reset="earliest")
+    dead = AIOKafkaConsumer(
+        f"{topic}.dlq", bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest"
+    )
     await dead.start()
     try:
         records = []

@@ -11,8 +11,8 @@ from shared.envelope import (
     seal,
     upcast,
 )
-from shared.eventstore import first_broken_link
 from shared.events import EventData, NoteAdded, UnknownEventType, catalogue, event
+from shared.eventstore import first_broken_link
 
 
 def _note(body: str = "hello") -> NoteAdded:
@@ -22,9 +22,21 @@ def _note(body: str = "hello") -> NoteAdded:
 def test_catalogue_names_every_event_of_the_architecture() -> None:
     names = set(catalogue())
     for required in (
-        "MailReceived", "TicketRouted", "TicketCreated", "ArticleAdded", "TicketLocked", "TicketUnlocked",
-        "OwnerChanged", "TicketMoved", "StateChanged", "PriorityChanged", "NoteAdded", "AnswerSent",
-        "TicketMerged", "AnswerDelivered", "DeliveryFailed",
+        "MailReceived",
+        "TicketRouted",
+        "TicketCreated",
+        "ArticleAdded",
+        "TicketLocked",
+        "TicketUnlocked",
+        "OwnerChanged",
+        "TicketMoved",
+        "StateChanged",
+        "PriorityChanged",
+        "NoteAdded",
+        "AnswerSent",
+        "TicketMerged",
+        "AnswerDelivered",
+        "DeliveryFailed",
     ):
         assert required in names
 
@@ -66,8 +78,15 @@ def test_upcaster_turns_an_old_version_into_the_current_one() -> None:
         return {**data, "language": "en"}
 
     old = Envelope(
-        event_id="e", type="GreetingSaid", schema_version=1, stream_id="s", stream_version=1,
-        occurred_at=datetime.now(UTC), correlation_id="c", actor="a", data={"text": "hi"},
+        event_id="e",
+        type="GreetingSaid",
+        schema_version=1,
+        stream_id="s",
+        stream_version=1,
+        occurred_at=datetime.now(UTC),
+        correlation_id="c",
+        actor="a",
+        data={"text": "hi"},
     )
     assert upcast(old).schema_version == 2
     assert old.payload() == GreetingSaid(text="hi", language="en")
@@ -75,8 +94,15 @@ def test_upcaster_turns_an_old_version_into_the_current_one() -> None:
 
 def test_unknown_event_type_is_a_specific_error() -> None:
     env = Envelope(
-        event_id="e", type="NoSuchEvent", schema_version=1, stream_id="s", stream_version=1,
-        occurred_at=datetime.now(UTC), correlation_id="c", actor="a", data={},
+        event_id="e",
+        type="NoSuchEvent",
+        schema_version=1,
+        stream_id="s",
+        stream_version=1,
+        occurred_at=datetime.now(UTC),
+        correlation_id="c",
+        actor="a",
+        data={},
     )
     with pytest.raises(UnknownEventType):
         env.payload()

@@ -7,8 +7,8 @@ import pytest
 
 from shared.db import connect, create_pool, migrate
 from shared.envelope import make_envelope
-from shared.eventstore import ConcurrencyError, EventStore, Position
 from shared.events import NoteAdded
+from shared.eventstore import ConcurrencyError, EventStore, Position
 
 
 def note(body: str, ticket: str = "t1"):
