@@ -39,6 +39,9 @@ TicketState = Literal[
     "merged",
     "removed",
 ]
+AutoReplyKind = Literal["new_ticket", "follow_up_closed_reject", "follow_up_closed_new"]
+LOOP_HEADER = "X-Firstline-Loop"  # set on every mail Firstline sends; ingest flags mail carrying it
+
 PENDING_STATES: tuple[str, ...] = ("pending reminder", "pending auto close+", "pending auto close-")
 CLOSED_STATES: tuple[str, ...] = ("closed successful", "closed unsuccessful", "merged", "removed")
 
@@ -148,6 +151,7 @@ class RoutingReason(BaseModel):
     model_config = ConfigDict(frozen=True)
     step: str  # e.g. "filter", "system_address", "classifier", "default", "follow_up"
     detail: str
+    data: dict[str, Any] = {}  # structured evidence: scores, matched filter id, ...
 
 
 @event
@@ -165,6 +169,7 @@ class TicketRouted(EventData):
     spam_score: float = 0.0
     sender_not_on_ticket: bool = False
     reasons: list[RoutingReason] = []
+    model_version: int | None = None
     envelope_to: list[str] = []
     mail: ParsedMail
 
@@ -237,6 +242,8 @@ class TicketCreated(EventData):
     customer_id: str | None = None
     mail_id: str | None = None
     spam: bool = False
+    split_from_ticket_id: str | None = None
+    split_from_article_id: str | None = None
 
 
 @event
@@ -249,6 +256,7 @@ class ArticleAdded(EventData):
     from_: str | None = Field(default=None, alias="from")
     to: list[str] = []
     cc: list[str] = []
+    reply_to: list[str] = []
     subject: str = ""
     body: str = ""
     body_html: str | None = None
@@ -273,7 +281,7 @@ class TicketLocked(EventData):
 class TicketUnlocked(EventData):
     ticket_id: str
     agent: str | None = None
-    reason: str = "manual"  # manual, timeout, moved, closed
+    reason: Literal["manual", "forced", "timeout", "moved", "closed", "owner_changed", "merged"] = "manual"
 
 
 @event
@@ -353,6 +361,9 @@ class AnswerSent(EventData):
     in_reply_to: str | None = None
     references: list[str] = []
     customer_name: str | None = None
+    title: str | None = None
+    agent_name: str | None = None
+    attachments: list[Attachment] = []
 
 
 @event
@@ -362,17 +373,22 @@ class AutoReplyRequested(EventData):
     ticket_id: str
     ticket_number: str
     queue: str
-    kind: Literal["new_ticket", "follow_up_closed_reject", "follow_up_closed_new"]
+    kind: AutoReplyKind
     to: str
     subject: str
     in_reply_to: str | None = None
+    references: list[str] = []
     flags: MailFlags = MailFlags()
+    message_id: str | None = None
+    customer_name: str | None = None
+    title: str | None = None
 
 
 @event
 class TicketMarkedSpam(EventData):
     ticket_id: str
     mail_id: str | None = None
+    mail_ids: list[str] = []
 
 
 @event
@@ -396,6 +412,9 @@ class TicketAbsorbed(EventData):
 class TicketUnmerged(EventData):
     ticket_id: str
     from_ticket_id: str
+    ticket_number: str = ""
+    other_ticket_number: str = ""
+    side: Literal["source", "target"] = "source"
 
 
 @event
@@ -404,6 +423,32 @@ class TicketSplit(EventData):
     article_id: str
     new_ticket_id: str
     new_ticket_number: str
+
+
+@event
+class PendingReminderReached(EventData):
+    ticket_id: str
+    pending_until: datetime
+
+
+@event
+class PendingAutoCloseReached(EventData):
+    ticket_id: str
+    to_state: TicketState
+
+
+@event
+class EscalationWarning(EventData):
+    ticket_id: str
+    kind: Literal["first_response", "update", "solution"]
+    due_at: datetime
+
+
+@event
+class EscalationBreached(EventData):
+    ticket_id: str
+    kind: Literal["first_response", "update", "solution"]
+    due_at: datetime
 
 
 @event
@@ -427,15 +472,20 @@ class AnswerDelivered(EventData):
     article_id: str
     message_id: str
     relay_response: str
+    refused: dict[str, str] = {}
+    attempts: int = 1
 
 
 @event
 class DeliveryFailed(EventData):
     ticket_id: str
-    article_id: str
+    article_id: str | None = None
     message_id: str
     reason: str
     permanent: bool = False
+    smtp_code: int | None = None
+    attempts: int = 1
+    purpose: Literal["answer", "auto_reply", "notice"] = "answer"
 
 
 @event
@@ -452,3 +502,12 @@ class AutoReplySuppressed(EventData):
     kind: str
     to: str
     reason: str
+
+
+@event
+class AgentNotified(EventData):
+    ticket_id: str
+    agent: str
+    kind: str
+    detail: str = ""
+    message_id: str | None = None
