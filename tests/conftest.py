@@ -8,19 +8,23 @@ prefix, so tests never see each other's data.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import asyncpg
+import httpx
 import pytest
+from fastapi import FastAPI
 
 from shared.devinfra import LocalBroker, LocalPostgres, free_port
 from shared.settings import ServiceSettings
-
 
 
 def _find_corpus() -> Path:
@@ -149,3 +153,24 @@ def corpus() -> Path:
     if not CORPUS.exists():
         pytest.skip(f"mail corpus not found at {CORPUS} (set FIRSTLINE_CORPUS)")
     return CORPUS
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """Run an app's lifespan (its service starts: migrations, relay, consumers) and give a client."""
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+async def eventually(check: Callable[[], Awaitable[Any]], timeout: float = 60.0, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy; fail with the last value after ``timeout``."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        value = await check()
+        if value:
+            return value
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s (last value: {value!r})")
+        await asyncio.sleep(interval)
