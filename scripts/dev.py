@@ -8,18 +8,17 @@ login. Ctrl-C stops everything cleanly; the next `make dev` keeps the data.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
-import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
 from scripts.demo import load_demo_data
+from scripts.system import SERVICE_NAMES, Ports, System
+from shared.db import ensure_database
 from shared.devinfra import LocalBroker, LocalPostgres, port_open, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -27,52 +26,67 @@ DATA = ROOT / ".data"
 LOGS = DATA / "logs"
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    name: str
-    port: int
-    extra_env: tuple[tuple[str, str], ...] = ()
-
-
-def _port(name: str, default: int) -> int:
-    return int(os.environ.get(name, default))
-
-
-SERVICES = [
-    ServiceSpec("ingest", _port("INGEST_PORT", 8001), (("SMTP_PORT", str(_port("SMTP_PORT", 2525))),)),
-    ServiceSpec("router", _port("ROUTER_PORT", 8002)),
-    ServiceSpec("tickets", _port("TICKETS_PORT", 8003)),
-    ServiceSpec("notify", _port("NOTIFY_PORT", 8004)),
-    ServiceSpec("gateway", _port("GATEWAY_PORT", 8080)),
-]
-
-
 def say(message: str) -> None:
     print(f"[firstline] {message}", flush=True)
 
 
+def env_port(name: str, default: int) -> int:
+    return int(os.environ.get(name, default))
+
+
+def ports_from_env() -> Ports:
+    return Ports(
+        ingest=env_port("INGEST_PORT", 8001),
+        router=env_port("ROUTER_PORT", 8002),
+        tickets=env_port("TICKETS_PORT", 8003),
+        notify=env_port("NOTIFY_PORT", 8004),
+        gateway=env_port("GATEWAY_PORT", 8080),
+        smtp=env_port("SMTP_PORT", 2525),
+    )
+
+
 def start_postgres() -> tuple[str, LocalPostgres | None]:
-    """The server URL (without database) and the cluster we started, if any."""
+    """The server URL without a database, and the cluster we started, if any."""
     if url := os.environ.get("DATABASE_URL"):
         return url.rsplit("/", 1)[0], None
-    server = LocalPostgres(DATA / "pg" / "data", _port("DEV_PG_PORT", 54329))
+    server = LocalPostgres(DATA / "pg" / "data", env_port("DEV_PG_PORT", 54329))
+    base = server.url.rsplit("/", 1)[0]
     if port_open(server.port):
-        say(f"PostgreSQL already running on {server.port}")
-        return server.url.rsplit("/", 1)[0], None
+        say(f"PostgreSQL already running on port {server.port}")
+        return base, None
     server.start()
     say(f"PostgreSQL cluster in {server.data_dir} on port {server.port}")
-    return server.url.rsplit("/", 1)[0], server
+    return base, server
 
 
 def start_broker() -> tuple[str, LocalBroker | None]:
     if servers := os.environ.get("KAFKA_BOOTSTRAP_SERVERS"):
         return servers, None
-    broker = LocalBroker(_port("KAFKA_PORT", 9092), LOGS / "broker.log")
+    broker = LocalBroker(env_port("KAFKA_PORT", 9092), LOGS / "broker.log")
     if port_open(broker.port):
         raise SystemExit(f"port {broker.port} is taken; set KAFKA_PORT or KAFKA_BOOTSTRAP_SERVERS")
     broker.start()
     say(f"Kafka-protocol broker (tansu, in memory) on {broker.bootstrap}")
     return broker.bootstrap, broker
+
+
+def start_catcher() -> tuple[tuple[str, int], subprocess.Popen[bytes] | None]:
+    if host := os.environ.get("SMTP_RELAY_HOST"):
+        return (host, env_port("SMTP_RELAY_PORT", 25)), None
+    port = env_port("CATCHER_PORT", 1025)
+    env = dict(os.environ, CATCHER_PORT=str(port), CATCHER_DIR=str(DATA / "caught-mail"))
+    log = open(LOGS / "mailcatcher.log", "ab")  # noqa: SIM115 - lives as long as the child
+    child = subprocess.Popen(
+        [sys.executable, "-m", "scripts.mailcatcher"],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    wait_for_port(port)
+    say(f"mail catcher on 127.0.0.1:{port}; mails sent by Firstline are saved in {DATA / 'caught-mail'}")
+    return ("127.0.0.1", port), child
 
 
 def admin_credentials() -> tuple[str, str]:
@@ -86,107 +100,33 @@ def admin_credentials() -> tuple[str, str]:
     return user, saved.read_text().strip()
 
 
-def relay_env() -> dict[str, str]:
-    if os.environ.get("SMTP_RELAY_HOST"):
-        return {
-            "SMTP_RELAY_HOST": os.environ["SMTP_RELAY_HOST"],
-            "SMTP_RELAY_PORT": os.environ.get("SMTP_RELAY_PORT", "25"),
-        }
-    return {"SMTP_RELAY_HOST": "127.0.0.1", "SMTP_RELAY_PORT": str(_port("CATCHER_PORT", 1025))}
-
-
-def spawn(module: str, env: dict[str, str], log_name: str) -> subprocess.Popen[bytes]:
-    log = open(LOGS / f"{log_name}.log", "ab")  # noqa: SIM115 - lives as long as the child
-    return subprocess.Popen(
-        [sys.executable, "-m", module],
-        cwd=ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def service_env(spec: ServiceSpec, pg_base: str, bootstrap: str, admin: tuple[str, str]) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        SERVICE_NAME=spec.name,
-        DATABASE_URL=f"{pg_base}/firstline_{spec.name}",
-        KAFKA_BOOTSTRAP_SERVERS=bootstrap,
-        HTTP_PORT=str(spec.port),
-        INGEST_URL=f"http://127.0.0.1:{SERVICES[0].port}",
-        ROUTER_URL=f"http://127.0.0.1:{SERVICES[1].port}",
-        TICKETS_URL=f"http://127.0.0.1:{SERVICES[2].port}",
-        NOTIFY_URL=f"http://127.0.0.1:{SERVICES[3].port}",
-        FIRSTLINE_ADMIN_USER=admin[0],
-        FIRSTLINE_ADMIN_PASSWORD=admin[1],
-        **relay_env(),
-    )
-    env.update(dict(spec.extra_env))
-    return env
-
-
-def wait_healthy(spec: ServiceSpec, child: subprocess.Popen[bytes], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child.poll() is not None:
-            raise SystemExit(f"{spec.name} exited with {child.returncode}; see {LOGS / spec.name}.log")
-        try:
-            if httpx.get(f"http://127.0.0.1:{spec.port}/healthz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit(f"{spec.name} did not become healthy in {timeout}s; see {LOGS / spec.name}.log")
-
-
-def stop_all(children: list[tuple[str, subprocess.Popen[bytes]]]) -> None:
-    for _, child in children:
-        if child.poll() is None:
-            child.send_signal(signal.SIGTERM)
-    for name, child in children:
-        try:
-            child.wait(30)
-        except subprocess.TimeoutExpired:
-            say(f"{name} did not stop in 30 s; killing it")
-            child.kill()
-
-
 def main() -> None:
     LOGS.mkdir(parents=True, exist_ok=True)
     pg_base, pg = start_postgres()
     bootstrap, broker = start_broker()
-    admin = admin_credentials()
-    children: list[tuple[str, subprocess.Popen[bytes]]] = []
+    relay, catcher = start_catcher()
+    ports = ports_from_env()
+    system = System(
+        pg_base=pg_base, bootstrap=bootstrap, ports=ports, smtp_relay=relay, logs=LOGS, admin=admin_credentials()
+    )
     try:
-        if not os.environ.get("SMTP_RELAY_HOST"):
-            catcher_env = dict(
-                os.environ, CATCHER_PORT=str(_port("CATCHER_PORT", 1025)), CATCHER_DIR=str(DATA / "caught-mail")
-            )
-            children.append(("mailcatcher", spawn("scripts.mailcatcher", catcher_env, "mailcatcher")))
-            wait_for_port(_port("CATCHER_PORT", 1025))
-            say(f"mail catcher on 127.0.0.1:{_port('CATCHER_PORT', 1025)}, mails saved in {DATA / 'caught-mail'}")
-        for spec in SERVICES:
-            child = spawn(f"services.{spec.name}", service_env(spec, pg_base, bootstrap, admin), spec.name)
-            children.append((spec.name, child))
-        for spec, (_, child) in zip(SERVICES, children[-len(SERVICES) :], strict=True):
-            wait_healthy(spec, child)
-            say(f"{spec.name} up on http://127.0.0.1:{spec.port}")
-        load_demo_data({s.name: f"http://127.0.0.1:{s.port}" for s in SERVICES})
-        gateway = SERVICES[-1].port
-        say(
-            f"SMTP intake on 127.0.0.1:{SERVICES[0].extra_env[0][1]}; raw intake POST http://127.0.0.1:{SERVICES[0].port}/mail"
-        )
-        say(f"Agent UI: http://127.0.0.1:{gateway}/   login: {admin[0]} / {admin[1]}")
-        say(f"Logs in {LOGS}. Ctrl-C stops everything.")
-        while all(child.poll() is None for _, child in children):
+        for name in SERVICE_NAMES:
+            asyncio.run(ensure_database(f"{pg_base}/{system.database_prefix}{name}"))
+        system.start_all()
+        load_demo_data({name: ports.url(name) for name in SERVICE_NAMES})
+        say(f"SMTP intake on 127.0.0.1:{ports.smtp}; raw intake: POST {ports.url('ingest')}/mail")
+        say(f"Agent UI: {ports.url('gateway')}/   login: {system.admin[0]} / {system.admin[1]}")
+        say(f"Service logs (JSON lines) in {LOGS}. Ctrl-C stops everything.")
+        while not system.dead():
             time.sleep(0.5)
-        dead = [name for name, child in children if child.poll() is not None]
-        say(f"stopped unexpectedly: {', '.join(dead)} (see {LOGS})")
+        say(f"stopped unexpectedly: {', '.join(system.dead())} (see {LOGS})")
     except KeyboardInterrupt:
         say("stopping")
     finally:
-        stop_all(children)
+        system.stop()
+        if catcher:
+            catcher.terminate()
+            catcher.wait(10)
         if broker:
             broker.stop()
         if pg:
