@@ -10,20 +10,16 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
 
 import asyncpg
 
+from bench.infra import local_infra
 from shared.bus import Consumer, ensure_topics
 from shared.db import create_pool, ensure_database, migrate
-from shared.devinfra import LocalBroker, LocalPostgres, free_port
 from shared.envelope import Envelope, make_envelope
 from shared.events import NoteAdded
 from shared.eventstore import EventStore
@@ -110,24 +106,12 @@ async def bench_latency(pool: asyncpg.Pool, settings: ServiceSettings, n: int) -
 
 
 async def main(events: int) -> None:
-    folder = Path(tempfile.mkdtemp(prefix="firstline-bench-"))
-    pg = broker = None
-    base_url = os.environ.get("DATABASE_URL")
-    if not base_url:
-        pg = LocalPostgres(folder / "data", free_port())
-        pg.start()
-        base_url = pg.url
-    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-    if not bootstrap:
-        broker = LocalBroker(free_port(), folder / "tansu.log")
-        broker.start()
-        bootstrap = broker.bootstrap
-    dsn = f"{base_url.rsplit('/', 1)[0]}/bench_{uuid.uuid4().hex[:8]}"
-    try:
+    with local_infra() as infra:
+        dsn = infra.database()
         await ensure_database(dsn)
         settings = ServiceSettings(
             database_url=dsn,
-            kafka_bootstrap_servers=bootstrap,
+            kafka_bootstrap_servers=infra.bootstrap,
             service_name="bench",
             kafka_topic_prefix=f"b{uuid.uuid4().hex[:6]}.",
         )
@@ -138,12 +122,6 @@ async def main(events: int) -> None:
         await bench_relay(pool, settings, events)
         await bench_latency(pool, settings, min(events, 2000))
         await pool.close()
-    finally:
-        if broker:
-            broker.stop()
-        if pg:
-            pg.stop("immediate")
-        shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

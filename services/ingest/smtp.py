@@ -65,7 +65,13 @@ class IntakeHandler:
 
 
 class LimitedSMTP(SMTP):
-    """aiosmtpd's SMTP session, refusing connections over the configured limits with 421."""
+    """aiosmtpd's SMTP session, refusing connections over the configured limits with 421.
+
+    Lines longer than RFC 5321's 1000 octets are accepted (real mail has them; refusing would
+    lose it); the size limit still bounds the whole message.
+    """
+
+    line_length_limit = 1024 * 1024
 
     def __init__(self, *args: Any, connections: ConnectionLimiter, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
