@@ -414,31 +414,12 @@ class _Headers:
         return Address(name=display[:MAX_HEADER_CHARS], email=email[:MAX_ID_CHARS])
 
 
-_KEPT_HEADERS = frozenset(
-    {
-        "auto-submitted",
-        "precedence",
-        "x-loop",
-        "list-id",
-        "list-unsubscribe",
-        "list-post",
-        "mailing-list",
-        "x-mailing-list",
-        "x-auto-response-suppress",
-        "x-autoreply",
-        "x-autorespond",
-        "x-failed-recipients",
-        "return-path",
-        "delivered-to",
-        "x-original-to",
-        "x-spam-flag",
-        "x-spam-score",
-        "x-spam-status",
-        "content-type",
-        "x-mailer",
-        "user-agent",
-    }
-)
+_KEPT_HEADERS = frozenset({
+    "auto-submitted", "precedence", "x-loop", "list-id", "list-unsubscribe", "list-post", "mailing-list",
+    "x-mailing-list", "x-auto-response-suppress", "x-autoreply", "x-autorespond", "x-failed-recipients",
+    "return-path", "delivered-to", "x-original-to", "x-spam-flag", "x-spam-score", "x-spam-status",
+    "content-type", "x-mailer", "user-agent",
+})  # fmt: skip
 _KEPT_PREFIXES = ("x-otrs-", "x-firstline-")
 
 
