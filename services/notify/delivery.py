@@ -99,10 +99,29 @@ def classify_smtp_error(error: BaseException | int) -> ErrorKind:
     return "permanent"
 
 
+def decisive_reply_code(error: BaseException | int) -> int | None:
+    """The reply code behind :func:`classify_smtp_error`'s verdict, for ``DeliveryFailed.smtp_code``:
+    for refused recipients the first 4xx (it made the attempt a retry), else the first code."""
+    codes = [] if isinstance(error, int) else _recipient_codes(error)
+    if codes:
+        return next((code for code in codes if 400 <= code < 500), codes[0])
+    return smtp_reply_code(error)
+
+
+def _refusals(error: BaseException) -> list[str]:
+    """``"a@b: SMTP 550 no such user"`` per refused recipient (aiosmtplib's list form)."""
+    recipients = getattr(error, "recipients", None)
+    if not isinstance(recipients, list | tuple):
+        return []
+    return [f"{getattr(item, 'recipient', '?')}: {describe_smtp_error(item)}" for item in recipients]
+
+
 def describe_smtp_error(error: BaseException | int) -> str:
     """A one-line reason for the outbound log and ``DeliveryFailed.reason``."""
     if isinstance(error, int):
         return f"SMTP {error}"
+    if refusals := _refusals(error):
+        return "all recipients refused: " + "; ".join(refusals)
     code = smtp_reply_code(error)
     message = getattr(error, "message", None) or getattr(error, "smtp_error", None) or str(error)
     if isinstance(message, bytes):
@@ -115,9 +134,7 @@ def describe_smtp_error(error: BaseException | int) -> str:
 # --------------------------------------------------------------------------- backoff
 
 
-def retry_delay(
-    attempt: int, *, base: float, cap: float, jitter: float = 0.0, seed: str | int | None = None
-) -> float:
+def retry_delay(attempt: int, *, base: float, cap: float, jitter: float = 0.0, seed: str | int | None = None) -> float:
     """Seconds to wait after failed attempt number ``attempt`` (1-based): ``base * 2**(attempt-1)``,
     at most ``cap``, then reduced by up to ``jitter`` (0..1) of itself.
 
@@ -144,10 +161,7 @@ def backoff_delays(
     """The waits between ``max_attempts`` attempts (so ``max_attempts - 1`` of them)."""
     if max_attempts < 1:
         raise ValueError("max_attempts must be at least 1")
-    return [
-        retry_delay(attempt, base=base, cap=cap, jitter=jitter, seed=seed)
-        for attempt in range(1, max_attempts)
-    ]
+    return [retry_delay(attempt, base=base, cap=cap, jitter=jitter, seed=seed) for attempt in range(1, max_attempts)]
 
 
 # --------------------------------------------------------------------------- the outbound log
@@ -178,9 +192,7 @@ class NextAction:
     reason: str
 
 
-def next_action(
-    row_state: RowState, attempts: int, last_error_kind: ErrorKind | None, max_attempts: int
-) -> NextAction:
+def next_action(row_state: RowState, attempts: int, last_error_kind: ErrorKind | None, max_attempts: int) -> NextAction:
     """The action for a row a worker picked up: a due ``pending`` row, or a ``sending`` row whose
     claim has expired (:func:`sending_is_stale`), i.e. one left behind by a crashed worker."""
     if row_state in ("sent", "failed"):
@@ -206,6 +218,20 @@ def after_attempt(attempts: int, error_kind: ErrorKind | None, max_attempts: int
     if error_kind == "retry" and attempts < max_attempts:
         return "pending"
     return "failed"
+
+
+SMTP_STEPS_PER_MAIL = 5
+"""Connect, greeting/EHLO (and STARTTLS, AUTH), MAIL, DATA, end of data: each bounded by the
+SMTP timeout; plus one RCPT per recipient."""
+
+
+def attempt_budget(timeout: float, recipients: int) -> float:
+    """The longest one delivery attempt can take when every SMTP step runs to its timeout.
+
+    A worker starts an attempt only if its claim has at least this much lease left, so a live
+    worker never sends a row whose lease another worker may already have taken over.
+    """
+    return timeout * (SMTP_STEPS_PER_MAIL + max(recipients, 1))
 
 
 def sending_is_stale(claimed_at: datetime, now: datetime, lease: timedelta) -> bool:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import hashlib
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 
@@ -49,7 +49,7 @@ from services.notify.queue_settings import (
     default_queue_settings,
 )
 from services.notify.templates import MailTemplateError, render_or_raw
-from shared.events import AnswerSent, AutoReplyRequested
+from shared.events import LOOP_HEADER, AnswerSent, AutoReplyRequested
 
 __all__ = [
     "DEFAULT_DOMAIN",
@@ -66,8 +66,10 @@ __all__ = [
     "compose_auto_reply",
     "default_queue_settings",
     "hooked_subject",
+    "limit_window",
     "outbound_message_id",
     "render_message_bytes",
+    "sender_key",
 ]
 
 TICKET_HOOK = "Ticket#"
@@ -151,9 +153,7 @@ def _variables(
     }
 
 
-def _render(
-    source: str, variables: Mapping[str, str], name: str, on_error: TemplateErrorHandler | None
-) -> str:
+def _render(source: str, variables: Mapping[str, str], name: str, on_error: TemplateErrorHandler | None) -> str:
     rendered = render_or_raw(source, variables, name=name)
     if rendered.error is not None and on_error is not None:
         on_error(rendered.error)
@@ -210,14 +210,14 @@ def compose_answer(
     """An agent's answer as a mail from the queue's system address.
 
     ``date`` should be the envelope's ``occurred_at`` (when the agent sent it, RFC 5322 3.6.1).
+    Like every mail Firstline sends it carries :data:`~shared.events.LOOP_HEADER` (so a copy
+    that comes back to a system address is recognised), but not the RFC 3834 headers.
     ``domain`` completes ``event.message_id`` if it has no ``@``. ``title`` is the ticket title
     for the templates; without it the cleaned subject stands in. A human answer carries no
     ``Auto-Submitted`` header (RFC 3834 5: only automatic mail does). Raises
     :class:`ComposeError` for a recipient that is not an address.
     """
-    text = answer_text(
-        event, settings, agent_name=agent_name, title=title, on_template_error=on_template_error
-    )
+    text = answer_text(event, settings, agent_name=agent_name, title=title, on_template_error=on_template_error)
     msg = base_message(
         settings.system_address.header(),
         _named_recipients(event.to, event.customer_name),
@@ -231,6 +231,7 @@ def compose_answer(
     set_threading(msg, event.references, event.in_reply_to)
     msg[TICKET_HEADER] = event.ticket_number
     msg[ARTICLE_HEADER] = event.article_id
+    msg[LOOP_HEADER] = domain
     set_bodies(msg, text)
     add_attachments(msg, attachments)
     return finalise(msg)
@@ -249,16 +250,17 @@ def compose_auto_reply(
     """The queue's auto response of ``event.kind``, marked ``Auto-Submitted: auto-replied``.
 
     Call :func:`auto_reply_decision` first; this composes whatever it is asked to.
-    ``message_id`` defaults to :func:`auto_reply_message_id` (stable for the same request).
+    ``message_id`` defaults to the event's, else :func:`auto_reply_message_id` (stable for the
+    same request); ``customer_name`` to the event's.
     """
     template = settings.auto_responses.for_kind(event.kind)
     variables = _variables(
         settings,
         customer=event.to,
-        customer_name=customer_name,
+        customer_name=customer_name or event.customer_name,
         ticket_number=event.ticket_number,
         subject=event.subject,
-        title=None,
+        title=event.title,
     )
     subject = _render(template.subject, variables, f"{event.kind}.subject", on_template_error)
     body = _render(template.body, variables, f"{event.kind}.body", on_template_error)
@@ -266,14 +268,12 @@ def compose_auto_reply(
         settings.system_address.header(),
         [parse_address(event.to)],
         hooked_subject(event.ticket_number, subject),
-        msgid_in_domain(message_id or auto_reply_message_id(event, domain), domain),
+        msgid_in_domain(message_id or event.message_id or auto_reply_message_id(event, domain), domain),
         date,
     )
-    set_threading(msg, [], event.in_reply_to)
+    set_threading(msg, event.references, event.in_reply_to)
     msg[TICKET_HEADER] = event.ticket_number
-    mark_automatic(
-        msg, auto_submitted="auto-replied", loop_address=settings.system_address.email, domain=domain
-    )
+    mark_automatic(msg, auto_submitted="auto-replied", loop_address=settings.system_address.email, domain=domain)
     set_bodies(msg, join_blocks(body))
     return finalise(msg)
 
@@ -300,6 +300,12 @@ def _canonical(address: str) -> str:
     return f"{local.split('+', 1)[0]}@{domain}"
 
 
+def sender_key(address: str) -> str:
+    """Who counts as the same sender for the daily limit: ``Jane <Jane+x@Example.org>`` is
+    ``jane@example.org``."""
+    return _canonical(address_email(address) or address)
+
+
 def _sender_problem(sender: str, own_addresses: Iterable[str]) -> str | None:
     if not sender:
         return "no sender address (null reverse-path)"
@@ -311,6 +317,15 @@ def _sender_problem(sender: str, own_addresses: Iterable[str]) -> str | None:
     if _AUTOMATED_LOCAL.match(local):
         return f"sender {sender} is an automated address"
     return None
+
+
+def limit_window(requested_at: datetime) -> tuple[datetime, datetime]:
+    """The day the daily limit counts in: the UTC calendar day of the request.
+
+    The request's own time, not the clock's, so that replaying the log decides the same.
+    """
+    start = requested_at.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
 
 
 def auto_reply_decision(

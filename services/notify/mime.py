@@ -21,12 +21,11 @@ from email.message import EmailMessage
 from email.utils import format_datetime, getaddresses
 from typing import Any, NamedTuple
 
+from shared.events import LOOP_HEADER
+
 MAX_REFERENCES = 20
 """References kept in a reply: the thread's first id and the most recent ones (RFC 5322 3.6.4
 allows trimming; some servers reject very long References headers)."""
-
-LOOP_HEADER = "X-Firstline-Loop"
-"""Set on every automatic mail; ingest should flag a mail carrying it as a loop."""
 
 _MSGID_CHARS = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]")
 _TOKEN = re.compile(r"^[A-Za-z0-9!#$&^_.+-]+$")
@@ -284,9 +283,7 @@ def _mime_type(content_type: str) -> tuple[str, str]:
     return "application", "octet-stream"
 
 
-def add_attachments(
-    msg: EmailMessage, attachments: Iterable[OutgoingAttachment | tuple[str, str, bytes]]
-) -> None:
+def add_attachments(msg: EmailMessage, attachments: Iterable[OutgoingAttachment | tuple[str, str, bytes]]) -> None:
     for filename, content_type, data in attachments:
         maintype, subtype = _mime_type(content_type)
         msg.add_attachment(bytes(data), maintype=maintype, subtype=subtype, filename=_safe_filename(filename))
@@ -314,6 +311,16 @@ def needs_smtputf8(msg: EmailMessage) -> bool:
             if not address.username.isascii():
                 return True
     return False
+
+
+def envelope_recipients(msg: EmailMessage) -> list[str]:
+    """The SMTP ``RCPT TO`` addresses of a composed mail: To, then Cc, each once (Bcc unused)."""
+    recipients: list[str] = []
+    for name in ("To", "Cc"):
+        for address in getattr(msg[name], "addresses", ()):
+            if address.addr_spec and address.addr_spec not in recipients:
+                recipients.append(address.addr_spec)
+    return recipients
 
 
 def render_message_bytes(msg: EmailMessage, *, smtputf8: bool | None = None) -> bytes:

@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from email.headerregistry import Address
-from typing import Literal, get_args
+from typing import get_args
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
 from services.notify.mime import parse_address
 from services.notify.templates import MailTemplateError, validate_template
+from shared.events import AutoReplyKind, QueueConfigured
 
 DEFAULT_DOMAIN = "firstline.example"
 
-AutoReplyKind = Literal["new_ticket", "follow_up_closed_reject", "follow_up_closed_new"]
-"""The same kinds as ``shared.events.AutoReplyRequested.kind``."""
 AUTO_REPLY_KINDS: tuple[AutoReplyKind, ...] = get_args(AutoReplyKind)
 
 
@@ -89,9 +88,7 @@ _AUTO_FOOTER = "-- \n{{ system_name }}\n{{ system_email }}"
 
 
 def _auto(greeting: str, text: str, no_reply: str) -> MailTemplate:
-    return MailTemplate(
-        subject="Re: {{ title }}", body=f"{greeting}\n\n{text}\n\n{no_reply}\n\n{_AUTO_FOOTER}"
-    )
+    return MailTemplate(subject="Re: {{ title }}", body=f"{greeting}\n\n{text}\n\n{no_reply}\n\n{_AUTO_FOOTER}")
 
 
 _AUTO_EN: Mapping[str, MailTemplate] = {
@@ -181,3 +178,30 @@ def validate_settings(settings: QueueMailSettings) -> list[MailTemplateError]:
         except MailTemplateError as exc:
             problems.append(exc)
     return problems
+
+
+def settings_from_event(event: QueueConfigured, *, domain: str = DEFAULT_DOMAIN) -> QueueMailSettings:
+    """Notify's copy of a queue's mail settings from the ``QueueConfigured`` tickets published.
+
+    An auto response the event does not name keeps the default text and the default switch
+    (on, off for Junk), so a queue set up without auto responses behaves like a fresh OTRS
+    queue. Raises ``pydantic.ValidationError`` for a system address that is not an address.
+    """
+    defaults = default_queue_settings(event.name, domain=domain)
+    responses = {
+        kind: _template_from_event(event, kind, defaults.auto_responses.for_kind(kind)) for kind in AUTO_REPLY_KINDS
+    }
+    return QueueMailSettings(
+        queue=event.name,
+        system_address=SystemAddress(email=event.system_address, display_name=event.display_name),
+        salutation=event.salutation,
+        signature=event.signature,
+        auto_responses=AutoResponses(**responses),
+    )
+
+
+def _template_from_event(event: QueueConfigured, kind: AutoReplyKind, default: MailTemplate) -> MailTemplate:
+    configured = event.auto_responses.get(kind)
+    if configured is None:
+        return default
+    return MailTemplate(subject=configured.subject, body=configured.body, enabled=configured.enabled)

@@ -183,18 +183,14 @@ def validate_template(source: str, *, name: str = "template", html: bool = False
     _check_variables(undeclared, dict.fromkeys(TEMPLATE_VARIABLES), name)
 
 
-def render_strict(
-    source: str, variables: Mapping[str, Any], *, name: str = "template", html: bool = False
-) -> str:
+def render_strict(source: str, variables: Mapping[str, Any], *, name: str = "template", html: bool = False) -> str:
     """Render or raise :class:`MailTemplateError`. ``html`` turns autoescaping on."""
     template, undeclared = _compiled(source, name, html)
     _check_variables(undeclared, variables, name)
     return _render(template, variables, name)
 
 
-def render_or_raw(
-    source: str, variables: Mapping[str, Any], *, name: str = "template", html: bool = False
-) -> Rendered:
+def render_or_raw(source: str, variables: Mapping[str, Any], *, name: str = "template", html: bool = False) -> Rendered:
     """Render; on any template problem return the raw source (escaped for HTML) and the error."""
     try:
         return Rendered(render_strict(source, variables, name=name, html=html))

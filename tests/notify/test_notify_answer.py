@@ -23,7 +23,7 @@ from services.notify.domain import (
 from services.notify.mime import MAX_REFERENCES, needs_smtputf8
 from services.notify.queue_settings import QueueMailSettings, SystemAddress, default_queue_settings
 from services.notify.templates import MailTemplateError, UnknownTemplateVariable
-from shared.events import AnswerSent
+from shared.events import LOOP_HEADER, AnswerSent
 
 NUMBER = "2009070610061359"
 DOMAIN = "firstline.example"
@@ -91,8 +91,12 @@ def test_headers() -> None:
 
 def test_human_answer_is_not_marked_automatic() -> None:
     msg = parsed(compose())
-    for header in ("Auto-Submitted", "Precedence", "X-Loop", "X-Firstline-Loop", "X-Auto-Response-Suppress"):
+    for header in ("Auto-Submitted", "Precedence", "X-Loop", "X-Auto-Response-Suppress"):
         assert msg[header] is None
+
+
+def test_answer_carries_the_loop_header_like_every_mail_we_send() -> None:
+    assert parsed(compose())[LOOP_HEADER] == DOMAIN
 
 
 @pytest.mark.parametrize(
@@ -219,9 +223,7 @@ def test_custom_templates_use_ticket_fields() -> None:
             "signature": "{{ agent_name }} for {{ queue }}, ticket {{ ticket_number }}: {{ title }}",
         }
     )
-    msg = compose_answer(
-        answer(queue="Press"), settings, agent_name="Alex", domain=DOMAIN, date=WHEN, title="Logo"
-    )
+    msg = compose_answer(answer(queue="Press"), settings, agent_name="Alex", domain=DOMAIN, date=WHEN, title="Logo")
     text = plain_text(parsed(msg))
     assert text.startswith("Hi Jane Doe <jane@example.org>,\n")
     assert text.endswith(f"Alex for Press, ticket {NUMBER}: Logo\n")
@@ -267,9 +269,7 @@ def test_attachments() -> None:
     assert msg.get_content_type() == "multipart/mixed"
     body = msg.get_body(preferencelist=("plain",))
     assert body is not None and "Dear Jane Doe" in body.get_content()
-    found = [
-        (a.get_filename(), a.get_content_type(), a.get_payload(decode=True)) for a in msg.iter_attachments()
-    ]
+    found = [(a.get_filename(), a.get_content_type(), a.get_payload(decode=True)) for a in msg.iter_attachments()]
     assert found == [
         ("Übersicht.pdf", "application/pdf", b"%PDF-1.4 binary \x00\xff"),
         ("_.._etc_passwd", "text/plain", b"not really"),
@@ -288,9 +288,7 @@ def test_non_ascii_names_and_subject_are_rfc2047_encoded() -> None:
         body="Schöne Grüße",
     )
     settings = default_queue_settings("Info-de").model_copy(
-        update={
-            "system_address": SystemAddress(email="info-de@firstline.example", display_name="Auskunft Zürich")
-        }
+        update={"system_address": SystemAddress(email="info-de@firstline.example", display_name="Auskunft Zürich")}
     )
     msg = compose_answer(event, settings, agent_name="Anna Weiß", domain=DOMAIN, date=WHEN)
     raw = wire(msg)

@@ -88,9 +88,7 @@ def test_addressing_and_threading() -> None:
     ],
 )
 def test_subject_is_not_doubled(subject: str) -> None:
-    assert received(request(subject=subject))["Subject"] == (
-        "[Ticket#2009070610061359] Re: Question about the logo"
-    )
+    assert received(request(subject=subject))["Subject"] == ("[Ticket#2009070610061359] Re: Question about the logo")
 
 
 @pytest.mark.parametrize(

@@ -38,9 +38,7 @@ def test_sample_variables_cover_every_template_variable() -> None:
 def test_text_is_not_escaped_and_html_is() -> None:
     variables = {**SAMPLE_VARIABLES, "customer_name": "<Tom & Jerry>"}
     assert render_strict("{{ customer_name }}", variables) == "<Tom & Jerry>"
-    assert (
-        render_strict("<b>{{ customer_name }}</b>", variables, html=True) == "<b>&lt;Tom &amp; Jerry&gt;</b>"
-    )
+    assert render_strict("<b>{{ customer_name }}</b>", variables, html=True) == "<b>&lt;Tom &amp; Jerry&gt;</b>"
 
 
 def test_none_renders_as_empty() -> None:
