@@ -19,6 +19,8 @@ from typing import Any
 import asyncpg
 import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -33,6 +35,7 @@ from shared.settings import ServiceSettings
 logger = logging.getLogger(__name__)
 
 Hook = Callable[["Service"], Awaitable[None]]
+ReadinessCheck = Callable[[], Awaitable[tuple[str, str]]]  # (name, "ok" or what is wrong)
 
 
 class Service:
@@ -47,6 +50,7 @@ class Service:
         self._consumer_specs: list[tuple[str, list[str], Handler]] = []
         self.on_start: list[Hook] = []
         self.on_stop: list[Hook] = []
+        self.readiness_checks: list[ReadinessCheck] = []
         self.stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.time()
@@ -117,6 +121,9 @@ class Service:
             checks[f"consumer:{consumer.name}"] = "ok" if consumer.status.running else "not running"
         if self.relay is not None:
             checks["relay"] = "ok" if self.relay.healthy else "broker unavailable"
+        for check in self.readiness_checks:
+            name, outcome = await check()
+            checks[name] = outcome
         return checks
 
 
@@ -167,7 +174,7 @@ def health_router(service: Service) -> APIRouter:
 
 
 def install_common_middleware(app: FastAPI) -> None:
-    """Correlation ids in and out, and a JSON 409 for optimistic-concurrency conflicts."""
+    """Correlation ids in and out; JSON 422s naming the field; a JSON 409 for concurrency conflicts."""
 
     @app.middleware("http")
     async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -179,6 +186,22 @@ def install_common_middleware(app: FastAPI) -> None:
             correlation_id.reset(token)
         response.headers["X-Correlation-ID"] = cid
         return response
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+        """A 422 in the project's error shape, naming the first offending field."""
+        problems = exc.errors()
+        first = problems[0] if problems else {}
+        field = ".".join(str(part) for part in first.get("loc", ())[1:])
+        return JSONResponse(
+            {
+                "error": "invalid_request",
+                "detail": first.get("msg", "invalid request"),
+                "field": field,
+                "errors": jsonable_encoder(problems),
+            },
+            status_code=422,
+        )
 
     @app.exception_handler(ConcurrencyError)
     async def conflict(_: Request, exc: ConcurrencyError) -> JSONResponse:

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi import FastAPI
 
 from services.notify.api import notify_router
 from services.notify.handlers import ticket_events_handler
@@ -30,16 +28,4 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     service.on_start.append(start_sender)
     app = create_service_app(service, title="Firstline notify", routers=[notify_router(service)])
-    app.add_exception_handler(RequestValidationError, invalid_request)  # type: ignore[arg-type]
     return app
-
-
-async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
-    """A 422 in the project's error shape, naming the first offending field."""
-    problems = exc.errors()
-    first = problems[0] if problems else {}
-    field = ".".join(str(part) for part in first.get("loc", ())[1:])
-    return JSONResponse(
-        {"error": "invalid_request", "detail": f"{field}: {first.get('msg', 'invalid')}", "field": field},
-        status_code=422,
-    )
