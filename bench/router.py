@@ -2,7 +2,7 @@
 decisions/s through the running service (MailReceived on the topic → TicketRouted on the topic).
 
 Runs against DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS when set, else starts a throwaway
-PostgreSQL cluster and the local broker. Prints figures; asserts nothing.
+PostgreSQL cluster and the local broker (``bench.infra``). Prints figures; asserts nothing.
 
     python -m bench.router [--mails 2000] [--corpus ../shared/corpus]
 """
@@ -12,27 +12,29 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import shutil
-import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from bench.infra import Infra, local_infra
 from services.router.app import create_app
 from services.router.classifier import Classifier
 from services.router.corpus import corpus_files, parse_raw
 from services.router.domain import Filter, RouterConfig, SnapshotIndex, SystemAddress, route
+from services.router.handlers import RouterHandlers
 from services.router.settings import RouterSettings
+from services.router.state import RouterState
 from services.router.train import seed
 from shared.bus import ensure_topics, make_producer
-from shared.db import ensure_database
-from shared.devinfra import LocalBroker, LocalPostgres, free_port
-from shared.envelope import make_envelope
+from shared.db import create_pool, ensure_database
+from shared.envelope import Envelope, make_envelope
 from shared.events import TOPIC_MAIL_RECEIVED, TOPIC_TICKET_ROUTED, MailReceived, ParsedMail
+from shared.service import Service
 
 DEFAULT_CORPUS = Path(os.environ.get("FIRSTLINE_CORPUS") or Path(__file__).resolve().parents[2] / "shared" / "corpus")
 DOMAIN = "firstline.example"
@@ -79,6 +81,27 @@ def pure_rate(mails: list[ParsedMail], model: Classifier, n: int) -> None:
         print(f"route(), pure decision, {what:18}: {rate:8.0f} mails/s")
 
 
+async def handler_rate(dsn: str, mails: list[ParsedMail], model: Classifier, n: int) -> None:
+    """The mail handler with its database effects, batches of 500 per transaction as the consumer
+    takes them, without the broker."""
+    settings = RouterSettings(database_url=dsn, tickets_url="", log_level="WARNING")
+    await seed(dsn, model, reason="bench")
+    pool = await create_pool(dsn, max_size=4)
+    service = Service(settings)
+    service.pool = pool  # the handler needs only the pool
+    handlers = RouterHandlers(service, RouterState(settings), settings)
+    envelopes = [_received(f"handler-{i}", mails[i % len(mails)]) for i in range(n)]
+    await handlers.state.refresh(pool, force=True)
+    started = time.perf_counter()
+    for i in range(0, n, 500):
+        async with pool.acquire() as conn, conn.transaction():
+            for envelope in envelopes[i : i + 500]:
+                await handlers.handle_mail(conn, envelope)
+    rate = n / (time.perf_counter() - started)
+    await pool.close()
+    print(f"mail handler with PostgreSQL, 500 per transaction, no broker: {rate:8.0f} mails/s")
+
+
 async def end_to_end(dsn: str, bootstrap: str, mails: list[ParsedMail], model: Classifier, n: int) -> None:
     settings = RouterSettings(
         database_url=dsn,
@@ -100,12 +123,12 @@ async def end_to_end(dsn: str, bootstrap: str, mails: list[ParsedMail], model: C
     print(f"consumer end to end, {n} mails (MailReceived → TicketRouted on the topic): {n / elapsed:8.0f} mails/s")
 
 
-def _received(mail_id: str, mail: ParsedMail) -> object:
+def _received(mail_id: str, mail: ParsedMail) -> Envelope:
     event = MailReceived(mail_id=mail_id, sha256="0" * 64, size=len(mail.body_text), envelope_to=[], mail=mail)
     return make_envelope(event, stream_id=mail_id, actor="system:bench")
 
 
-async def _send(settings: RouterSettings, envelopes: list) -> None:
+async def _send(settings: RouterSettings, envelopes: list[Envelope]) -> None:
     topic = settings.topic(TOPIC_MAIL_RECEIVED)
     await ensure_topics(settings, [topic])
     producer = make_producer(settings)
@@ -147,34 +170,26 @@ async def main(mails_n: int, corpus: Path) -> None:
     model = spam_quality(mails, RouterConfig().spam_threshold)
     everything = mails["spam"] + mails["ham"]
     pure_rate(everything, model, max(mails_n, 3000))
-    async with _infrastructure() as (base_url, bootstrap):
-        dsn = f"{base_url.rsplit('/', 1)[0]}/bench_{uuid.uuid4().hex[:8]}"
-        await ensure_database(dsn)
-        await end_to_end(dsn, bootstrap, everything, model, mails_n)
+    with local_infra() as infra:
+        async with _database(infra) as dsn:
+            await handler_rate(dsn, everything, model, mails_n)
+        async with _database(infra) as dsn:
+            await end_to_end(dsn, infra.bootstrap, everything, model, mails_n)
 
 
 @asynccontextmanager
-async def _infrastructure() -> AsyncIterator[tuple[str, str]]:
-    folder = Path(tempfile.mkdtemp(prefix="firstline-bench-"))
-    pg = broker = None
+async def _database(infra: Infra) -> AsyncIterator[str]:
+    """A fresh database for one figure, dropped afterwards."""
+    dsn = infra.database("bench_router")
+    await ensure_database(dsn)
     try:
-        base_url = os.environ.get("DATABASE_URL")
-        if not base_url:
-            pg = LocalPostgres(folder / "data", free_port())
-            pg.start()
-            base_url = pg.url
-        bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
-        if not bootstrap:
-            broker = LocalBroker(free_port(), folder / "tansu.log")
-            broker.start()
-            bootstrap = broker.bootstrap
-        yield base_url, bootstrap
+        yield dsn
     finally:
-        if broker:
-            broker.stop()
-        if pg:
-            pg.stop("immediate")
-        shutil.rmtree(folder, ignore_errors=True)
+        admin = await asyncpg.connect(f"{infra.pg_base}/postgres")
+        try:
+            await admin.execute(f'drop database if exists "{dsn.rsplit("/", 1)[1]}" with (force)')
+        finally:
+            await admin.close()
 
 
 if __name__ == "__main__":

@@ -218,6 +218,11 @@ class Classifier:
     def document_count(self, label: str) -> int:
         return self._docs.get(label, 0)
 
+    @property
+    def vocabulary(self) -> int:
+        """How many distinct tokens the model has counts for."""
+        return len(self._table)
+
     # ---- predicting
 
     def predict(self, item: MailOrTokens) -> Prediction | None:

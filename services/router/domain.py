@@ -21,6 +21,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from email.utils import getaddresses
 from typing import Any, Literal, Protocol
 
 from services.router.classifier import Classifier, Prediction, tokenize_mail
@@ -51,26 +52,34 @@ __all__ = [
     "FollowUp",
     "FollowUpPolicy",
     "InvalidFilter",
+    "LookupKeys",
     "Prediction",
     "QueueDecision",
     "RouterConfig",
+    "SnapshotIndex",
     "SystemAddress",
     "TicketHook",
     "TicketIndex",
     "TicketInfo",
+    "addresses_in",
     "apply_filters",
     "clean_subject",
     "decide_follow_up",
     "decide_queue",
+    "deciding_step",
     "find_ticket_number",
     "find_ticket_numbers",
     "header_spam_score",
+    "lookup_keys",
     "match_system_address",
     "message_ids",
+    "normalize_address",
     "normalize_message_id",
     "priority_from_headers",
+    "relabel_plan",
     "route",
     "strip_prefixes",
+    "thread_key",
     "ticket_check_digit",
     "ticket_number_is_valid",
 ]
@@ -425,12 +434,16 @@ def decide_queue(
     config: RouterConfig,
     classifier: Classifier | None,
     filtered: FilterOutcome = NO_FILTER_OUTCOME,
+    tokens: Sequence[str] | None = None,
 ) -> QueueDecision:
-    """The queue of a new ticket; see the module docstring for the order."""
+    """The queue of a new ticket; see the module docstring for the order.
+
+    ``tokens`` are the mail's classifier tokens if the caller already has them.
+    """
     if filtered.spam:
         junk = _reason("spam", f"marked as spam by a filter → {config.junk_queue}")
         return QueueDecision(config.junk_queue, True, 1.0, (junk,))
-    prediction = _predict(mail, classifier)
+    prediction = _predict(mail, classifier, tokens)
     spam_score, spam_reasons = _spam_score(mail, config, prediction)
     if filtered.queue:
         chosen = _reason("filter", f"queue {filtered.queue} set by a filter")
@@ -468,10 +481,10 @@ def _non_spam_queue(
     return QueueDecision(config.default_queue, False, spam_score, (*reasons, default))
 
 
-def _predict(mail: ParsedMail, classifier: Classifier | None) -> Prediction | None:
+def _predict(mail: ParsedMail, classifier: Classifier | None, tokens: Sequence[str] | None) -> Prediction | None:
     if classifier is None:
         return None
-    return classifier.predict(tokenize_mail(mail, classifier.max_tokens))
+    return classifier.predict(tokens if tokens is not None else tokenize_mail(mail, classifier.max_tokens))
 
 
 def _spam_score(
@@ -501,8 +514,13 @@ def route(
     config: RouterConfig,
     index: TicketIndex,
     classifier: Classifier | None = None,
+    tokens: Sequence[str] | None = None,
 ) -> TicketRouted:
-    """The router's decision for one mail, with every reason."""
+    """The router's decision for one mail, with every reason (``tokens``: see :func:`decide_queue`).
+
+    A new ticket's decision carries the version of the classifier it consulted (``model_version``),
+    so an auditor can tell which model chose the queue; follow-ups do not consult it.
+    """
     filtered = apply_filters(mail, config.filters)
     base: dict[str, Any] = {"mail_id": mail_id, "envelope_to": list(envelope_to), "mail": mail}
     if filtered.ignore:
@@ -512,7 +530,7 @@ def route(
     follow_up = decide_follow_up(mail, config, index)
     if follow_up.ticket is not None:
         return _routed_follow_up(mail, config, filtered, follow_up, priority, priority_reasons, base)
-    decision = decide_queue(mail, envelope_to, config, classifier, filtered)
+    decision = decide_queue(mail, envelope_to, config, classifier, filtered, tokens)
     title = filtered.title or clean_subject(mail.subject, config.hook) or NO_SUBJECT
     reasons = (*filtered.reasons, *follow_up.reasons, *decision.reasons, *priority_reasons)
     return TicketRouted(
@@ -523,6 +541,7 @@ def route(
         spam=decision.spam,
         spam_score=decision.spam_score,
         reasons=list(reasons),
+        model_version=classifier.version if classifier is not None else None,
         **base,
     )
 
@@ -562,9 +581,7 @@ def _routed_follow_up(
     )
 
 
-def _priority(
-    mail: ParsedMail, config: RouterConfig, filtered: FilterOutcome
-) -> tuple[int, tuple[RoutingReason, ...]]:
+def _priority(mail: ParsedMail, config: RouterConfig, filtered: FilterOutcome) -> tuple[int, tuple[RoutingReason, ...]]:
     if filtered.priority is not None:
         return filtered.priority, (_reason("priority", f"priority {filtered.priority} set by a filter"),)
     from_headers = priority_from_headers(mail)
@@ -576,3 +593,103 @@ def _priority(
 
 def _reason(step: str, detail: str) -> RoutingReason:
     return RoutingReason(step=step, detail=detail)
+
+
+# --------------------------------------------------------------------------- for the service
+#
+# Pure helpers the service needs around :func:`route`: which index entries a mail needs (so the
+# service loads just those), a snapshot index over them, the Kafka key, and how a label moves.
+
+
+@dataclass(frozen=True)
+class LookupKeys:
+    """The ticket numbers and message-ids :func:`decide_follow_up` may ask the index about."""
+
+    numbers: tuple[str, ...] = ()
+    message_ids: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.numbers or self.message_ids)
+
+
+def lookup_keys(mail: ParsedMail, config: RouterConfig) -> LookupKeys:
+    """Everything the follow-up decision could look up for ``mail``, so it can be loaded at once.
+
+    Invalid and foreign numbers are left out: the decision never looks them up. Merge targets
+    are not known before the tickets are loaded; the service follows them afterwards.
+    """
+    texts = [mail.subject]
+    if config.follow_up_by_body:
+        texts.append(mail.body_text[:MAX_BODY_SEARCH_CHARS])
+    numbers = [n for text in texts for n in find_ticket_numbers(text, config.hook)]
+    msgids = [msgid for _, msgid in _thread_message_ids(mail)]
+    return LookupKeys(tuple(dict.fromkeys(numbers)), tuple(msgids))
+
+
+class SnapshotIndex:
+    """A :class:`TicketIndex` over tickets loaded for one mail (message-id → ticket number)."""
+
+    def __init__(self, tickets: Iterable[TicketInfo] = (), message_ids: dict[str, str] | None = None) -> None:
+        self.by_number = {t.number: t for t in tickets}
+        self.message_ids = dict(message_ids or {})
+
+    def ticket_by_number(self, number: str) -> TicketInfo | None:
+        return self.by_number.get(number)
+
+    def ticket_by_message_id(self, message_id: str) -> TicketInfo | None:
+        number = self.message_ids.get(normalize_message_id(message_id))
+        return self.by_number.get(number) if number else None
+
+    def missing_merge_targets(self) -> set[str]:
+        """Numbers that loaded tickets were merged into but that are not loaded yet."""
+        targets = {t.merged_into_number for t in self.by_number.values() if t.merged_into_number}
+        return targets - set(self.by_number)
+
+
+def thread_key(routed: TicketRouted, index: TicketIndex) -> str:
+    """The Kafka key of a decision: the ticket's id for a follow-up (so the ticket's events stay
+    in order on one partition), the mail's id before a ticket exists."""
+    if routed.ticket_number is not None:
+        ticket = index.ticket_by_number(routed.ticket_number)
+        if ticket is not None:
+            return ticket.ticket_id
+    return routed.mail_id
+
+
+_QUEUE_STEPS = ("filter", "spam", "system_address", "classifier", "default")
+
+
+def deciding_step(routed: TicketRouted) -> str:
+    """The step that settled a decision, for metrics: ``follow_up``, ``ignore``, or for a new
+    ticket the last queue-choosing step among its reasons (filter, spam, system_address, ...)."""
+    if routed.action in ("follow_up", "reject"):
+        return "follow_up"
+    if routed.action == "ignore":
+        return "ignore"
+    steps = [r.step for r in routed.reasons if r.step in _QUEUE_STEPS]
+    return steps[-1] if steps else "default"
+
+
+def relabel_plan(trained_as: str | None, label: str) -> tuple[str | None, str | None]:
+    """(label to untrain, label to train) when agents say a mail belongs to ``label``.
+
+    A mail is counted under at most one label: the one it was last trained as. Saying the
+    same thing twice changes nothing.
+    """
+    if trained_as == label:
+        return None, None
+    return trained_as, label
+
+
+def addresses_in(values: Iterable[str | None]) -> set[str]:
+    """Lower-cased addresses in header-like values (``"Name" <a@x>, b@y``)."""
+    return {addr.strip().lower() for _, addr in getaddresses([v for v in values if v]) if "@" in addr}
+
+
+_ADDRESS_RE = re.compile(r"^[^@\s<>(),;:\"\[\]]+@[^@\s<>(),;:\"\[\]]+$")
+
+
+def normalize_address(email: str) -> str | None:
+    """A system address as stored (trimmed, lower-cased), or None if it is not an address."""
+    candidate = email.strip().lower()
+    return candidate if _ADDRESS_RE.match(candidate) else None

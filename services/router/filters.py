@@ -162,3 +162,58 @@ def _display_name(name: str) -> str:
 def _shorten(text: str) -> str:
     text = " ".join(text.split())
     return text if len(text) <= MAX_MATCHED_TEXT else text[: MAX_MATCHED_TEXT - 1] + "…"
+
+
+# --------------------------------------------------------------------------- validation
+
+MAX_PATTERN_CHARS = 1000
+_FLAG_ACTIONS = ("mark_spam", "ignore", "stop")
+
+
+@dataclass(frozen=True)
+class FieldProblem:
+    """One thing wrong with a filter as submitted, named by the field an API client sent."""
+
+    field: str
+    code: str
+    detail: str
+
+
+def filter_problems(match: Mapping[str, str], actions: Mapping[str, Any]) -> list[FieldProblem]:
+    """Everything wrong with a filter's conditions and actions (queue names are not checked:
+    whether a queue exists is the service's knowledge, not the filter's)."""
+    problems = _match_problems(match)
+    for name, value in actions.items():
+        problems.extend(_action_problems(name, value))
+    return problems
+
+
+def _match_problems(match: Mapping[str, str]) -> list[FieldProblem]:
+    if not match:
+        return [FieldProblem("match", "invalid_filter", "a filter needs at least one condition")]
+    problems = []
+    for header, regex in match.items():
+        where = f"match.{header}"
+        if not header.strip() or any(c.isspace() or c == ":" for c in header):
+            problems.append(FieldProblem(where, "invalid_header", f"{header!r} is not a header name or 'body'"))
+        elif len(regex) > MAX_PATTERN_CHARS:
+            problems.append(FieldProblem(where, "invalid_regex", f"longer than {MAX_PATTERN_CHARS} characters"))
+        else:
+            try:
+                re.compile(regex)
+            except re.error as exc:
+                problems.append(FieldProblem(where, "invalid_regex", f"bad regex {regex!r}: {exc}"))
+    return problems
+
+
+def _action_problems(name: str, value: Any) -> list[FieldProblem]:
+    where = f"actions.{name}"
+    if name not in KNOWN_ACTIONS:
+        return [FieldProblem(where, "unknown_action", f"unknown action; known: {', '.join(sorted(KNOWN_ACTIONS))}")]
+    if name == "set_priority" and (isinstance(value, bool) or value not in (1, 2, 3, 4, 5)):
+        return [FieldProblem(where, "invalid_priority", f"priority must be 1..5, not {value!r}")]
+    if name in ("set_queue", "set_title") and not (isinstance(value, str) and value.strip()):
+        return [FieldProblem(where, "invalid_value", f"{name} needs a non-empty string, not {value!r}")]
+    if name in _FLAG_ACTIONS and not isinstance(value, bool):
+        return [FieldProblem(where, "invalid_value", f"{name} is true or false, not {value!r}")]
+    return []

@@ -81,9 +81,7 @@ def test_in_reply_to_threads_a_mail_without_number() -> None:
 
 
 def test_references_are_tried_newest_first() -> None:
-    index = MemoryIndex(
-        ticket(), ticket(OTHER), message_ids={"old@x": NUMBER, "new@x": OTHER, "unrelated@y": THIRD}
-    )
+    index = MemoryIndex(ticket(), ticket(OTHER), message_ids={"old@x": NUMBER, "new@x": OTHER, "unrelated@y": THIRD})
     mail = make_mail("Re: Access", references=["<old@x>", "<unknown@z>", "<new@x>"])
     assert routed(mail, index).ticket_number == OTHER
 

@@ -149,9 +149,7 @@ def test_filter_and_address_from_events() -> None:
     )
     rule = Filter.from_event(changed)
     assert (rule.filter_id, rule.position, rule.enabled) == ("f1", 3, True)
-    added = SystemAddressChanged(
-        email="info@firstline.example", queue="Info-en", language_queues={"de": "Info-de"}
-    )
+    added = SystemAddressChanged(email="info@firstline.example", queue="Info-en", language_queues={"de": "Info-de"})
     address = SystemAddress.from_event(added)
     assert address.queue_for("de") == "Info-de" and address.queue_for(None) == "Info-en"
 

@@ -71,7 +71,6 @@ def test_clean_subject_of_nothing() -> None:
     assert clean_subject(f"[Ticket#{NUMBER}]") == ""
 
 
-
 @pytest.mark.parametrize(
     "number",
     [
