@@ -13,10 +13,19 @@ The model is OTRS's:
 * ``is_admin`` bypasses every check (Firstline's administrators, not OTRS's ``admin`` group,
   which in OTRS only opens the admin screens).
 
-How the project maps queues to groups: the admin API takes ``{queue: [permissions]}`` and
-stores it as one group per queue, **named exactly like the queue** (``permissions_from_request``);
-queues created through the API get the group of their own name. An administrator may still
-put several queues into one group; the functions here only look at ``queue.group``.
+How the project maps queues to groups. Two kinds of group grant rights on a queue:
+
+* its **configured group**, ``QueueConfigured.group`` (tickets owns queues; several queues may
+  share one, e.g. Info-en and Info-de in ``info``), the OTRS way; and
+* its **per-queue group**, ``queue:<queue name>`` (``queue_group_name``), which exists only for
+  that one queue. The admin API's ``{queue: [permissions]}`` (``permissions_from_request``) is
+  stored as grants on per-queue groups, so "rw on Raw" means exactly that queue, whatever
+  group Raw is configured in.
+
+An agent's rights on a queue are the union of both (``queue_permissions``). The ``queue:``
+prefix keeps the two namespaces apart: a grant on the queue "Info" never opens the queues
+whose configured group happens to be called "Info". A queue whose ``QueueConfigured`` has not
+arrived yet has the group ``""`` and only its per-queue group applies.
 
 Actions and what they need (``ACTION_REQUIREMENTS``), following OTRS's frontend modules.
 OTRS asks ``TicketPermission(Type => X)``; a type that is not one of the seven kinds above
@@ -40,7 +49,13 @@ move      rw                  move_into on the destination           AgentTicket
                                                                      MoveQueueList (move_into)
 spam      rw                  move_into on the junk queue, if given  a move to the junk queue
 merge     rw                  rw on the surviving ticket's queue     AgentTicketMerge (rw)
+unmerge   rw                                                         (Firstline: undo a merge)
+split     rw                                                         AgentLinkObject/split (rw)
+title     rw                                                         AgentTicketTitle (title)
+phone     rw                                                         AgentTicketPhoneOutbound
 ========  ==================  =====================================  ===========================
+
+``responsible`` (set the responsible agent, AgentTicketResponsible) needs ``rw`` as well.
 
 OTRS's ``owner`` permission does *not* let an agent lock a ticket: it lets them set the owner
 (which does not lock). Rules that depend on the ticket rather than the agent's rights (only the
@@ -58,6 +73,7 @@ from typing import Literal, Protocol, TypeVar
 Permission = Literal["ro", "move_into", "create", "note", "owner", "priority", "rw"]
 PERMISSIONS: tuple[Permission, ...] = ("ro", "move_into", "create", "note", "owner", "priority", "rw")
 ALL_PERMISSIONS: frozenset[str] = frozenset(PERMISSIONS)
+QUEUE_GROUP_PREFIX = "queue:"  # per-queue groups: "queue:<queue name>"
 NO_PERMISSIONS: frozenset[str] = frozenset()
 
 Action = Literal[
@@ -75,6 +91,11 @@ Action = Literal[
     "move",
     "spam",
     "merge",
+    "unmerge",
+    "split",
+    "title",
+    "phone",
+    "responsible",
 ]
 
 GroupPermissions = Mapping[str, frozenset[str]]
@@ -139,6 +160,11 @@ ACTION_REQUIREMENTS: Mapping[str, Requirement] = {
     "move": Requirement("rw", "move_into", target_required=True),
     "spam": Requirement("rw", "move_into"),
     "merge": Requirement("rw", "rw", target_required=True),
+    "unmerge": Requirement("rw"),
+    "split": Requirement("rw"),
+    "title": Requirement("rw"),
+    "phone": Requirement("rw"),
+    "responsible": Requirement("rw"),
 }
 
 
@@ -176,16 +202,24 @@ def effective_permissions(agent: AgentAccess, queue_group: str) -> frozenset[str
     return frozenset(granted & ALL_PERMISSIONS)
 
 
+def queue_permissions(agent: AgentAccess, queue: QueueLike) -> frozenset[str]:
+    """The agent's permissions on a queue: its configured group's plus its per-queue group's."""
+    own = effective_permissions(agent, queue_group_name(queue.name))
+    if not queue.group or own == ALL_PERMISSIONS:
+        return own
+    return own | effective_permissions(agent, queue.group)
+
+
 def can(agent: AgentAccess, permission: str, queue: QueueLike) -> bool:
     """Whether the agent holds ``permission`` on ``queue``. Unknown kinds raise (they are typos)."""
     _check_kind(permission)
-    return permission in effective_permissions(agent, queue.group)
+    return permission in queue_permissions(agent, queue)
 
 
 def queues_with(agent: AgentAccess, permission: str, queues: Iterable[Q]) -> list[Q]:
     """The queues on which the agent holds ``permission``, in the given order."""
     _check_kind(permission)
-    return [q for q in queues if permission in effective_permissions(agent, q.group)]
+    return [q for q in queues if permission in queue_permissions(agent, q)]
 
 
 def visible_queues(agent: AgentAccess, queues: Iterable[Q]) -> list[Q]:
@@ -193,9 +227,7 @@ def visible_queues(agent: AgentAccess, queues: Iterable[Q]) -> list[Q]:
     return queues_with(agent, "ro", queues)
 
 
-def check(
-    agent: AgentAccess, action: str, queue: QueueLike, target: QueueLike | None = None
-) -> Denial | None:
+def check(agent: AgentAccess, action: str, queue: QueueLike, target: QueueLike | None = None) -> Denial | None:
     """None if the agent may do ``action`` on a ticket in ``queue``, else the rule that fails.
 
     ``target`` is the destination queue for ``move`` (and ``spam`` when it moves the ticket to
@@ -218,8 +250,8 @@ def may(agent: AgentAccess, action: str, queue: QueueLike, target: QueueLike | N
 def permissions_from_request(request: Mapping[str, Sequence[str]]) -> dict[str, frozenset[str]]:
     """Turn the admin API's ``{queue: [permissions]}`` into ``{group: permissions}``.
 
-    One group per queue, named like the queue (the project's convention). Queues with an empty
-    list are dropped (no rights). Raises :class:`InvalidPermissions` naming the bad entry.
+    One per-queue group per queue (``queue_group_name``). Queues with an empty list are
+    dropped (no rights). Raises :class:`InvalidPermissions` naming the bad entry.
     """
     if not isinstance(request, Mapping):
         raise InvalidPermissions("permissions", "must be an object mapping queue names to lists")
@@ -227,24 +259,45 @@ def permissions_from_request(request: Mapping[str, Sequence[str]]) -> dict[str, 
     for queue, kinds in request.items():
         if not isinstance(queue, str) or not queue.strip():
             raise InvalidPermissions("permissions", "queue names must be non-empty strings")
-        granted = _parse_kinds(queue, kinds)
+        granted = _parse_kinds(f"permissions.{queue}", kinds)
         if granted:
             groups[queue_group_name(queue)] = granted
     return groups
 
 
+def group_grants_from_request(request: Mapping[str, Sequence[str]], field: str = "groups") -> dict[str, frozenset[str]]:
+    """Validate ``{group: [permissions]}`` for ordinary groups (the per-queue prefix is reserved)."""
+    if not isinstance(request, Mapping):
+        raise InvalidPermissions(field, "must be an object mapping group names to lists")
+    groups: dict[str, frozenset[str]] = {}
+    for group, kinds in request.items():
+        if not isinstance(group, str) or not group.strip():
+            raise InvalidPermissions(field, "group names must be non-empty strings")
+        if queue_of_group(group) is not None:
+            raise InvalidPermissions(f"{field}.{group}", f"'{QUEUE_GROUP_PREFIX}' names are per-queue groups")
+        granted = _parse_kinds(f"{field}.{group}", kinds)
+        if granted:
+            groups[group] = granted
+    return groups
+
+
 def queue_group_name(queue: str) -> str:
-    """The group a queue created through the API belongs to: the queue's own name."""
-    return queue
+    """The per-queue group of a queue: rights granted queue by queue live there."""
+    return f"{QUEUE_GROUP_PREFIX}{queue}"
 
 
-def _parse_kinds(queue: str, kinds: object) -> frozenset[str]:
+def queue_of_group(group: str) -> str | None:
+    """The queue a per-queue group stands for, or None for an ordinary group."""
+    return group[len(QUEUE_GROUP_PREFIX) :] if group.startswith(QUEUE_GROUP_PREFIX) else None
+
+
+def _parse_kinds(field: str, kinds: object) -> frozenset[str]:
     if isinstance(kinds, str) or not isinstance(kinds, Sequence):
-        raise InvalidPermissions(f"permissions.{queue}", "must be a list of permissions")
+        raise InvalidPermissions(field, "must be a list of permissions")
     for index, kind in enumerate(kinds):
         if kind not in ALL_PERMISSIONS:
             raise InvalidPermissions(
-                f"permissions.{queue}[{index}]",
+                f"{field}[{index}]",
                 f"unknown permission {kind!r}; expected one of {', '.join(PERMISSIONS)}",
             )
     return frozenset(kinds)

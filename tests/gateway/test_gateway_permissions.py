@@ -17,6 +17,9 @@ from services.gateway.permissions import (
     effective_permissions,
     may,
     permissions_from_request,
+    queue_group_name,
+    queue_of_group,
+    queue_permissions,
     queues_with,
     visible_queues,
 )
@@ -41,6 +44,11 @@ EXPECTED_SOURCE = {
     "move": "rw",
     "spam": "rw",
     "merge": "rw",
+    "unmerge": "rw",
+    "split": "rw",
+    "title": "rw",
+    "phone": "rw",
+    "responsible": "rw",
 }
 
 
@@ -163,9 +171,40 @@ def test_unknown_permission_and_action_raise() -> None:
 
 def test_permissions_from_request_makes_one_group_per_queue() -> None:
     groups = permissions_from_request({"Raw": ["ro", "note", "ro"], "Press": ["rw"], "Junk": []})
-    assert groups == {"Raw": frozenset({"ro", "note"}), "Press": frozenset({"rw"})}
+    assert groups == {"queue:Raw": frozenset({"ro", "note"}), "queue:Press": frozenset({"rw"})}
     who = AgentAccess("carol", groups=groups)
     assert visible_queues(who, [RAW, JUNK, PRESS]) == [RAW, PRESS]
+
+
+def test_per_queue_group_or_configured_group() -> None:
+    """A queue's rights come from its configured group and from its own per-queue group."""
+    info_en, info_de = Queue("Info-en", "info"), Queue("Info-de", "info")
+    per_queue = AgentAccess("dave", groups=permissions_from_request({"Info-en": ["rw"]}))
+    assert visible_queues(per_queue, [info_en, info_de]) == [info_en]
+    by_group = AgentAccess("erin", groups={"info": frozenset({"ro"})})
+    assert visible_queues(by_group, [info_en, info_de]) == [info_en, info_de]
+    both = AgentAccess("fay", groups={"info": frozenset({"ro"}), "queue:Info-de": frozenset({"note"})})
+    assert queue_permissions(both, info_de) == {"ro", "note"}
+    assert queue_permissions(both, info_en) == {"ro"}
+
+
+def test_per_queue_groups_do_not_collide_with_configured_groups() -> None:
+    """A grant on queue "info" is not a grant on the group "info" that Info-en belongs to."""
+    who = AgentAccess("gus", groups=permissions_from_request({"info": ["rw"]}))
+    assert not can(who, "ro", Queue("Info-en", "info"))
+    assert can(who, "rw", Queue("info", "other"))
+
+
+def test_unconfigured_queue_has_only_its_per_queue_group() -> None:
+    who = AgentAccess("hal", groups=permissions_from_request({"New": ["ro"]}))
+    assert can(who, "ro", Queue("New", ""))
+    assert not can(AgentAccess("ida", groups={"": frozenset({"rw"})}), "ro", Queue("New", ""))
+
+
+def test_queue_group_names_round_trip() -> None:
+    assert queue_group_name("Raw") == "queue:Raw"
+    assert queue_of_group("queue:Raw") == "Raw"
+    assert queue_of_group("users") is None
 
 
 @pytest.mark.parametrize(

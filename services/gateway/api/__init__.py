@@ -1,0 +1,9 @@
+"""The gateway's HTTP API, one router per feature; routes are thin (validate, call, answer)."""
+
+from fastapi import APIRouter
+
+from services.gateway.api import admin, auth, events, mails, queues, tickets, ui
+
+
+def routers() -> list[APIRouter]:
+    return [auth.router, queues.router, tickets.router, mails.router, admin.router, events.router, ui.router]
