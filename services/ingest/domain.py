@@ -24,7 +24,6 @@ import functools
 import hashlib
 import html as html_lib
 import mimetypes
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -37,11 +36,8 @@ from email.utils import collapse_rfc2231_value, getaddresses, parsedate_to_datet
 from io import BytesIO, StringIO
 
 import nh3
-from langdetect.detector import Detector
-from langdetect.detector_factory import PROFILES_DIRECTORY, DetectorFactory
-from langdetect.lang_detect_exception import LangDetectException
-from langdetect.utils.ngram import NGram
 
+from services.ingest.language import detect_language
 from shared.events import LOOP_HEADER, Address, Attachment, MailFlags, ParsedMail
 
 __all__ = [
@@ -55,7 +51,6 @@ __all__ = [
     "parse_mail",
     "parse_message_ids",
     "sanitize_html",
-    "warm_up",
 ]
 
 MAX_MAIL_BYTES_DEFAULT = 25 * 1024 * 1024
@@ -418,7 +413,7 @@ _KEPT_HEADERS = frozenset({
     "auto-submitted", "precedence", "x-loop", "list-id", "list-unsubscribe", "list-post", "mailing-list",
     "x-mailing-list", "x-auto-response-suppress", "x-autoreply", "x-autorespond", "x-failed-recipients",
     "return-path", "delivered-to", "x-original-to", "x-spam-flag", "x-spam-score", "x-spam-status",
-    "content-type", "x-mailer", "user-agent",
+    "content-type", "x-mailer", "user-agent", "x-priority", "importance", "priority", "x-spam-level",
 })  # fmt: skip
 _KEPT_PREFIXES = ("x-otrs-", "x-firstline-")
 
@@ -744,129 +739,6 @@ def _truncate(text: str, what: str, notes: _Notes) -> str:
         return text
     notes.defect(f"{what} truncated to {MAX_BODY_CHARS} characters")
     return text[:MAX_BODY_CHARS]
-
-
-# --------------------------------------------------------------------------- language
-
-
-class _Normalized(dict[int, str]):
-    """``str.translate`` table: langdetect's per-character normalisation, computed once per character."""
-
-    def __missing__(self, code: int) -> str:
-        value: str = NGram.normalize(chr(code))
-        if len(self) < 50_000:
-            self[code] = value
-        return value
-
-
-_NORMALIZED = _Normalized()
-_SPACE_RUNS = re.compile(" {2,}")
-_LATIN = re.compile("[A-z]")  # langdetect's own test: 'A' <= ch <= 'z'
-_NON_LATIN = re.compile("[\u0300-\u1dff\u1f00-\U0010ffff]")  # >= U+0300, not Latin Extended Additional
-
-
-class _FastDetector(Detector):  # type: ignore[misc]
-    """langdetect's Detector with its per-character Python loops replaced by C-level string work.
-
-    Same n-grams, same arithmetic in the same order, so the same answers (the tests compare it
-    with the stock Detector); about 0.3 ms less per mail. Tied to langdetect 1.0.9, which is pinned.
-    """
-
-    text: str
-
-    def append(self, text: str) -> None:
-        text = NGram.normalize_vi(self.MAIL_RE.sub(" ", self.URL_RE.sub(" ", text)))
-        self.text += _SPACE_RUNS.sub(" ", text[: self.max_text_length])
-
-    def cleaning_text(self) -> None:
-        if len(_LATIN.findall(self.text)) * 2 < len(_NON_LATIN.findall(self.text)):
-            self.text = _LATIN.sub("", self.text)
-
-    def _extract_ngrams(self) -> list[str]:
-        known = self.word_lang_prob_map
-        result: list[str] = []
-        grams, capital = " ", False
-        for ch in self.text.translate(_NORMALIZED):
-            last = grams[-1]
-            if last == " ":
-                grams, capital = " ", False
-                if ch == " ":
-                    continue
-            elif len(grams) >= 3:
-                grams = grams[1:]
-            grams += ch
-            if not ch.isupper():
-                capital = False
-            elif last.isupper():
-                capital = True
-            if not capital:
-                result.extend(w for w in _suffixes(grams) if w != " " and w in known)
-        return result
-
-    def _update_lang_prob(self, prob: list[float], word: str, alpha: float) -> bool:
-        word_prob = self.word_lang_prob_map.get(word)
-        if word_prob is None:
-            return False
-        weight = alpha / self.BASE_FREQ
-        prob[:] = [p * (weight + q) for p, q in zip(prob, word_prob, strict=True)]
-        return True
-
-    def _normalize_prob(self, prob: list[float]) -> float:
-        total = sum(prob)
-        prob[:] = [p / total for p in prob]
-        return max(prob)
-
-
-def _suffixes(grams: str) -> tuple[str, ...]:
-    if len(grams) >= 3:
-        return grams[-1:], grams[-2:], grams[-3:]
-    return (grams[-1:], grams) if len(grams) == 2 else (grams,)
-
-
-@functools.cache
-def _language_factory() -> DetectorFactory:
-    """Profiles loaded once, in sorted order, with a fixed seed: the same text gives the same code."""
-    factory = DetectorFactory()
-    profiles = []
-    for name in sorted(os.listdir(PROFILES_DIRECTORY)):
-        with open(os.path.join(PROFILES_DIRECTORY, name), encoding="utf-8") as handle:
-            profiles.append(handle.read())
-    factory.load_json_profile(profiles)
-    factory.set_seed(0)
-    return factory
-
-
-# Measured on the corpus against langdetect's defaults (7 trials, 3000 characters): 1000 characters
-# and 3 trials disagree on 0.3% of mails and cost ~0.9 ms instead of ~2 ms.
-_LANGUAGE_SAMPLE_CHARS = 1000
-_LANGUAGE_TRIALS = 3
-_LANGUAGE_MIN_PROBABILITY = 0.8
-_NOT_LETTERS = re.compile(r"[\W\d_]+")
-
-
-def warm_up() -> None:
-    """Load the language profiles now (~0.3 s) instead of on the first mail."""
-    _language_factory()
-
-
-def detect_language(text: str) -> str | None:
-    """ISO 639-1 code of ``text`` (quoted lines ignored), or None if too short or unclear."""
-    head = text[: _LANGUAGE_SAMPLE_CHARS * 3].splitlines()
-    sample = "\n".join(line for line in head if not line.lstrip().startswith(">"))
-    sample = sample[:_LANGUAGE_SAMPLE_CHARS]
-    if len(_NOT_LETTERS.sub("", sample)) < 20:
-        return None
-    detector = _FastDetector(_language_factory())
-    detector.n_trial = _LANGUAGE_TRIALS
-    detector.append(sample)
-    try:
-        ranked = detector.get_probabilities()
-    except (LangDetectException, ZeroDivisionError):
-        return None
-    if not ranked or ranked[0].prob < _LANGUAGE_MIN_PROBABILITY:
-        return None  # the trials disagreed: a guess a router shouldn't act on
-    code: str = ranked[0].lang
-    return code.split("-")[0]  # zh-cn, zh-tw -> zh
 
 
 # --------------------------------------------------------------------------- flags

@@ -4,7 +4,8 @@
 row. Mail for domains we don't serve gets ``550`` (not an open relay), too many recipients
 ``452``, a mail over the size limit ``552`` (aiosmtpd enforces the SIZE limit it advertises),
 a client sending too fast ``451`` and one with too many connections ``421``: slowed, never
-silently dropped. A client that disconnects mid-DATA leaves nothing behind.
+silently dropped. A client that disconnects mid-DATA leaves nothing behind. Clients in
+``TRUSTED_CLIENTS`` may give control headers (``services.ingest.trust``).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from aiosmtpd.smtp import SMTP, Envelope, Session
 from services.ingest.intake import MAILS_REFUSED, Accepted, MailRefused
 from services.ingest.limits import ClientRateLimiter, ConnectionLimiter
 from services.ingest.settings import IngestSettings
+from services.ingest.trust import client_trusted, parse_networks
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +34,7 @@ class IntakeHandler:
         self.settings = settings
         self.domains = settings.accepted_domain_set()
         self.rate = ClientRateLimiter(settings.client_rate_per_minute)
+        self.trusted_networks = parse_networks(settings.trusted_clients)
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: SMTP, session: Session, envelope: Envelope, address: str, rcpt_options: list[str]
@@ -52,9 +55,14 @@ class IntakeHandler:
             MAILS_REFUSED.labels("smtp", "rate_limited").inc()
             return "451 4.7.1 You are sending too fast; try again later"
         raw = envelope.original_content or b""
+        trusted = f"smtp:{client}" if client_trusted(client, self.trusted_networks) else None
         try:
             accepted = await self.accept(
-                raw, source="smtp", envelope_from=envelope.mail_from, envelope_to=list(envelope.rcpt_tos)
+                raw,
+                source="smtp",
+                envelope_from=envelope.mail_from,
+                envelope_to=list(envelope.rcpt_tos),
+                trusted_source=trusted,
             )
         except MailRefused as refused:
             return f"554 5.6.0 {refused}"

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import random
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -16,9 +15,7 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from langdetect.detector import Detector
 
-from services.ingest import domain
 from services.ingest.domain import (
     MAX_MAIL_BYTES_DEFAULT,
     decode_header_words,
@@ -659,34 +656,6 @@ def test_language_detection() -> None:
 def test_language_is_deterministic() -> None:
     text = "Buongiorno, vorrei sapere quando arriva il mio ordine, grazie mille per la vostra pazienza."
     assert {detect_language(text) for _ in range(5)} == {"it"}
-
-
-@needs_corpus
-def test_fast_detector_gives_the_stock_detector_answers() -> None:
-    factory = domain._language_factory()
-    rng = random.Random(1)
-    files = rng.sample(sorted((CORPUS / "ham").glob("*.eml")), 60) + sorted((CORPUS / "mime").glob("spamscope*"))
-    for path in files:
-        text = parse_mail(path.read_bytes()).body_text[:1000]
-        stock, fast = Detector(factory), domain._FastDetector(factory)
-        for detector in (stock, fast):
-            detector.n_trial = 3
-            detector.append(text)
-        assert stock.text == fast.text, path.name
-        if not stock.text.strip():
-            continue
-        stock.cleaning_text()
-        fast.cleaning_text()
-        assert stock.text == fast.text, path.name
-        assert stock._extract_ngrams() == fast._extract_ngrams(), path.name
-        stock.langprob = fast.langprob = None
-        try:
-            expected = [(p.lang, p.prob) for p in stock.get_probabilities()]
-        except Exception as exc:
-            with pytest.raises(type(exc)):
-                fast.get_probabilities()
-            continue
-        assert [(p.lang, p.prob) for p in fast.get_probabilities()] == expected, path.name
 
 
 # --------------------------------------------------------------------------- never raises

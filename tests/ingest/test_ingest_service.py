@@ -10,15 +10,16 @@ from pathlib import Path
 
 import httpx
 import pytest
-from aiokafka import AIOKafkaConsumer
 
 from services.ingest.app import create_app
 from services.ingest.settings import IngestSettings
+from shared.db import create_pool
 from shared.devinfra import free_port
-from shared.envelope import Envelope
-from shared.events import TOPIC_MAIL_RECEIVED, MailReceived
+from shared.events import MailReceived
+from shared.eventstore import EventStore
 from shared.settings import ServiceSettings
 from tests.conftest import eventually, serving
+from tests.ingest.kit import received_events
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -38,26 +39,6 @@ def ingest_settings(settings: ServiceSettings) -> IngestSettings:
 async def ingest(ingest_settings: IngestSettings) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(create_app(ingest_settings)) as client:
         yield client
-
-
-async def received_events(settings: IngestSettings, expected: int, timeout: float = 30) -> list[MailReceived]:
-    consumer = AIOKafkaConsumer(
-        settings.topic(TOPIC_MAIL_RECEIVED),
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        fetch_max_bytes=50_000_000,
-        max_partition_fetch_bytes=50_000_000,
-    )
-    await consumer.start()
-    events: list[MailReceived] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(events) < expected and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                events += [Envelope.from_json(r.value).payload() for r in records]  # type: ignore[misc]
-    finally:
-        await consumer.stop()
-    return events
 
 
 async def test_post_mail_stores_bytes_and_announces_the_parsed_mail(
@@ -178,12 +159,60 @@ async def test_every_corpus_mail_is_accepted_and_kept_byte_for_byte(
     for mail_id, raw in list(digests.items())[::7]:
         assert (await ingest.get(f"/mails/{mail_id}/raw")).content == raw
     distinct = len(set(digests))
-    events = await eventually(
-        lambda: _events_if_all(ingest_settings, distinct), timeout=120, interval=1
-    )
+    events = await eventually(lambda: _events_if_all(ingest_settings, distinct), timeout=120, interval=1)
     assert {e.mail_id for e in events} == set(digests)
 
 
 async def _events_if_all(settings: IngestSettings, expected: int) -> list[MailReceived] | None:
     events = await received_events(settings, expected, timeout=20)
     return events if len({e.mail_id for e in events}) >= expected else None
+
+
+CONTROL = b"X-Firstline-Queue: Press\r\nX-OTRS-Priority: 5 very high\r\n"
+
+
+async def test_control_headers_count_from_trusted_http_and_smtp_clients_only(settings: ServiceSettings) -> None:
+    base = settings.model_dump(exclude={"service_name", "http_port"})
+    s = IngestSettings(**base, smtp_port=free_port(), trusted_token="t0ken", trusted_clients="127.0.0.0/8")
+    async with serving(create_app(s)) as client:
+        plain = await client.post("/mail", content=CONTROL + MAIL.replace(b"m1@", b"h1@"))
+        forged = await client.post(
+            "/mail", content=CONTROL + MAIL.replace(b"m1@", b"h2@"), headers={"X-Firstline-Trust-Token": "guess"}
+        )
+        trusted = await client.post(
+            "/mail", content=CONTROL + MAIL.replace(b"m1@", b"h3@"), headers={"X-Firstline-Trust-Token": "t0ken"}
+        )
+        assert {plain.status_code, forged.status_code, trusted.status_code} == {202}
+        await asyncio.to_thread(
+            smtp_send, s.smtp_port, "a@example.org", ["info@firstline.example"], CONTROL + MAIL.replace(b"m1@", b"s1@")
+        )
+        events = {e.mail.message_id: e.mail.headers for e in await received_events(s, 4)}
+    for untrusted in ("<h1@example.org>", "<h2@example.org>"):
+        assert not [k for k in events[untrusted] if k.startswith(("x-firstline", "x-otrs"))]
+    assert events["<h3@example.org>"]["x-firstline-trusted"] == "http"
+    assert events["<h3@example.org>"]["x-firstline-trusted-queue"] == "Press"
+    assert events["<s1@example.org>"]["x-firstline-trusted"] == "smtp:127.0.0.1"
+    assert events["<s1@example.org>"]["x-firstline-trusted-otrs-priority"] == "5 very high"
+
+
+async def test_the_one_statement_write_is_a_proper_event_stream(
+    ingest: httpx.AsyncClient, ingest_settings: IngestSettings
+) -> None:
+    mail = MAIL.replace(b"m1@", b"same@")
+    answers = await asyncio.gather(*(ingest.post("/mail", content=mail) for _ in range(10)))
+    assert {a.status_code for a in answers} == {202}
+    assert len({a.json()["mail_id"] for a in answers}) == 1, "the same bytes at once: one mail"
+    assert sorted(a.json()["duplicate"] for a in answers) == [False] + [True] * 9
+    mail_id = answers[0].json()["mail_id"]
+    pool = await create_pool(ingest_settings.database_url)
+    try:
+        store = EventStore(pool)
+        (envelope,) = await store.read_stream(mail_id)
+        assert (envelope.type, envelope.stream_version, envelope.actor) == ("MailReceived", 1, "ingest:http")
+        assert await store.verify_all() == (1, None), "the hash chain holds"
+        outbox = await pool.fetch("select key, event_id::text from outbox")
+        assert [(r["key"], r["event_id"]) for r in outbox] == [(mail_id, envelope.event_id)]
+    finally:
+        await pool.close()
+    (event,) = await received_events(ingest_settings, 2, timeout=3)
+    assert event.mail_id == mail_id
