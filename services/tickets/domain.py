@@ -22,12 +22,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from services.tickets.errors import (
     AlreadyLocked,
     CannotMergeIntoSelf,
+    FollowUpMakesNewTicket,
     InvalidInput,
     InvalidPriority,
     InvalidState,
@@ -63,15 +64,20 @@ from shared.envelope import new_id
 from shared.events import (
     CLOSED_STATES,
     PENDING_STATES,
+    AgentNotified,
     AnswerDelivered,
     AnswerSent,
     ArticleAdded,
     Attachment,
     AutoReplyRequested,
+    AutoReplySent,
+    AutoReplySuppressed,
     DeliveryFailed,
     EventData,
     NoteAdded,
     OwnerChanged,
+    PendingAutoCloseReached,
+    PendingReminderReached,
     PhoneArticleAdded,
     PriorityChanged,
     ResponsibleChanged,
@@ -84,6 +90,7 @@ from shared.events import (
     TicketMoved,
     TicketRouted,
     TicketSplit,
+    TicketState,
     TicketUnlocked,
     TicketUnmerged,
     TitleChanged,
@@ -105,7 +112,8 @@ __all__ = [
     "decide_set_responsible", "decide_watch", "decide_unwatch", "decide_move", "decide_set_state",
     "decide_set_priority", "decide_set_title", "decide_mark_spam", "decide_add_note",
     "decide_add_phone_article", "decide_answer", "decide_record_delivery", "decide_merge",
-    "decide_unmerge", "decide_split", "answer_subject",
+    "decide_unmerge", "decide_split", "answer_subject", "decide_record_notice", "decide_unlock_timeout",
+    "decide_pending_due",
     # errors (all in services.tickets.errors)
     "TicketError",
 ]  # fmt: skip
@@ -139,10 +147,17 @@ class CreateFromMail:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FollowUpFromMail:
-    """A router decision with action ``follow_up`` or ``reject`` for this ticket."""
+    """A router decision with action ``follow_up`` or ``reject`` for this ticket.
+
+    ``follow_up_policy`` is the ticket's queue's (``QueueConfigured.follow_up_policy``), when the
+    service knows it: the router decided on its copy of the ticket's state, which may lag (an
+    agent closed the ticket a moment before the mail came), so the policy is applied again to
+    the state the ticket really has.
+    """
 
     routed: TicketRouted
     article_id: str = field(default_factory=new_id)
+    follow_up_policy: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -225,6 +240,7 @@ class Answer:
     next_state: str = "open"
     pending_until: datetime | None = None
     customer_name: str | None = None
+    agent_name: str | None = None  # the agent's display name for the signature; defaults to ``agent``
     article_id: str = field(default_factory=new_id)
     mail_domain: str = DEFAULT_MAIL_DOMAIN
 
@@ -351,9 +367,7 @@ class _Decision:
 
     def add(self, *events: EventData) -> None:
         for event in events:
-            self.ticket = evolve(
-                self.ticket, event, actor=self.actor, at=self.now, version=self.ticket.version + 1
-            )
+            self.ticket = evolve(self.ticket, event, actor=self.actor, at=self.now, version=self.ticket.version + 1)
             self.events.append(event)
 
 
@@ -368,7 +382,10 @@ def _lock_events(t: Ticket, agent: str) -> list[EventData]:
     return [*_owner_events(t, agent), TicketLocked(ticket_id=t.ticket_id, agent=agent)]
 
 
-def _unlock_events(t: Ticket, reason: str) -> list[EventData]:
+UnlockReason = Literal["manual", "forced", "timeout", "moved", "closed", "owner_changed", "merged"]
+
+
+def _unlock_events(t: Ticket, reason: UnlockReason) -> list[EventData]:
     if t.lock is None:
         return []
     return [TicketUnlocked(ticket_id=t.ticket_id, agent=t.lock, reason=reason)]
@@ -460,17 +477,28 @@ def _auto_reply(t: Ticket, routed: TicketRouted, kind: AutoReplyKind) -> list[Ev
     recipient = _auto_reply_to(routed)
     if recipient is None:
         return []
+    mail = routed.mail
     request = AutoReplyRequested(
         ticket_id=t.ticket_id,
         ticket_number=t.number,
         queue=t.queue,
         kind=kind,
         to=recipient,
-        subject=answer_subject(t.number, routed.mail.subject or t.title),
-        in_reply_to=routed.mail.message_id,
-        flags=routed.mail.flags,
+        subject=answer_subject(t.number, mail.subject or t.title),
+        in_reply_to=mail.message_id,
+        references=_thread_of(mail.references, mail.message_id),
+        flags=mail.flags,
+        customer_name=mail.from_.name if mail.from_ and mail.from_.name else None,
+        title=t.title,
     )
     return [request]
+
+
+def _thread_of(references: Sequence[str], message_id: str | None) -> list[str]:
+    """References for a reply to ``message_id``: its own references, then itself."""
+    if message_id is None:
+        return list(references)
+    return [*(r for r in references if r != message_id), message_id]
 
 
 def _clamped_priority(priority: int) -> int:
@@ -519,21 +547,37 @@ def decide_follow_up(ticket: Ticket | None, cmd: FollowUpFromMail, now: datetime
     t = _existing(ticket)
     routed = cmd.routed
     if routed.action not in ("follow_up", "reject"):
-        raise InvalidInput(
-            "routed.action", f"a follow-up needs 'follow_up' or 'reject', not {routed.action!r}"
-        )
+        raise InvalidInput("routed.action", f"a follow-up needs 'follow_up' or 'reject', not {routed.action!r}")
     if routed.ticket_number is not None and routed.ticket_number != t.number:
         raise InvalidInput("routed.ticket_number", f"is {routed.ticket_number}, not this ticket's {t.number}")
     if t.has_mail(routed.mail_id):
         return []
     t = _active(t)
+    action, reopen = _follow_up_action(t, routed, cmd.follow_up_policy)
     d = _Decision(t, SYSTEM_ACTOR, now)
     d.add(_mail_article(t.ticket_id, cmd.article_id, routed))
-    if routed.action == "reject":
+    if action == "reject":
         d.add(*_auto_reply(d.ticket, routed, "follow_up_closed_reject"))
-    elif routed.reopen and t.state in REOPENABLE_STATES:
+    elif reopen and t.state in REOPENABLE_STATES:
         d.add(*_state_events(d.ticket, "open", None))
     return d.events
+
+
+_CLOSED_FOR_FOLLOW_UP = ("closed successful", "closed unsuccessful")
+
+
+def _follow_up_action(t: Ticket, routed: TicketRouted, policy: str | None) -> tuple[str, bool]:
+    """(action, reopen) for a follow-up: the router's, corrected by the queue's policy for the
+    ticket's real state. As in OTRS, a pending ticket is reopened by a customer's mail; a closed
+    one as its queue says: ``reopen``, ``reject`` (kept, answered with a notice) or
+    ``new_ticket`` (:class:`FollowUpMakesNewTicket`: the service opens a new ticket)."""
+    if policy is None or routed.action != "follow_up":
+        return routed.action, routed.reopen
+    if t.state in _CLOSED_FOR_FOLLOW_UP and policy == "reject":
+        return "reject", False
+    if t.state in _CLOSED_FOR_FOLLOW_UP and policy == "new_ticket":
+        raise FollowUpMakesNewTicket(f"ticket {t.number} is {t.state}; its queue opens a new ticket for follow-ups")
+    return "follow_up", routed.reopen or t.state in REOPENABLE_STATES
 
 
 # --------------------------------------------------------------------------- lock and people
@@ -748,6 +792,8 @@ def decide_answer(ticket: Ticket | None, cmd: Answer, now: datetime) -> list[Eve
             in_reply_to=in_reply_to,
             references=references,
             customer_name=cmd.customer_name,
+            title=t.title,
+            agent_name=cmd.agent_name or cmd.agent,
         )
     )
     d.add(*_state_events(d.ticket, cmd.next_state, pending_until))
@@ -762,7 +808,7 @@ def decide_record_delivery(ticket: Ticket | None, cmd: RecordDelivery, now: date
     result = cmd.result
     if result.ticket_id != t.ticket_id:
         raise InvalidInput("result.ticket_id", f"is {result.ticket_id}, not this ticket's {t.ticket_id}")
-    article = t.article(result.article_id)
+    article = t.article(result.article_id) if result.article_id is not None else None
     if article is None or article.kind != "answer":
         raise UnknownArticle(f"ticket {t.number} has no answer {result.article_id}")
     if article.delivery == "delivered":
@@ -817,8 +863,23 @@ def decide_unmerge(
         raise NotMerged(f"ticket {s.number} is not merged into ticket {tgt.number}")
     d = _Decision(s, cmd.agent, now)
     d.add(*_state_events(d.ticket, merge.previous_state, merge.previous_pending_until))
-    d.add(TicketUnmerged(ticket_id=s.ticket_id, from_ticket_id=tgt.ticket_id))
-    return d.events, [TicketUnmerged(ticket_id=tgt.ticket_id, from_ticket_id=s.ticket_id)]
+    d.add(
+        TicketUnmerged(
+            ticket_id=s.ticket_id,
+            from_ticket_id=tgt.ticket_id,
+            ticket_number=s.number,
+            other_ticket_number=tgt.number,
+            side="source",
+        )
+    )
+    target_side = TicketUnmerged(
+        ticket_id=tgt.ticket_id,
+        from_ticket_id=s.ticket_id,
+        ticket_number=tgt.number,
+        other_ticket_number=s.number,
+        side="target",
+    )
+    return d.events, [target_side]
 
 
 _KIND_CHANNEL = {"email": "email", "answer": "email", "phone": "phone", "note": "internal"}
@@ -872,3 +933,47 @@ def decide_split(ticket: Ticket | None, cmd: Split, now: datetime) -> tuple[list
         flags=article.flags,
     )
     return [split], [created, copy]
+
+
+# --------------------------------------------------------------------------- notify's other facts
+
+Notice = AutoReplySent | AutoReplySuppressed | AgentNotified | DeliveryFailed
+
+
+def decide_record_notice(ticket: Ticket | None, notice: Notice, now: datetime) -> list[EventData]:
+    """Keep what notify did about a ticket (auto reply sent or suppressed, agent notified, a
+    mail other than an answer that could not be delivered) in its history. Like deliveries, a
+    fact from outside: recorded on any existing ticket."""
+    t = _existing(ticket)
+    if notice.ticket_id != t.ticket_id:
+        raise InvalidInput("notice.ticket_id", f"is {notice.ticket_id}, not this ticket's {t.ticket_id}")
+    return [notice]
+
+
+# --------------------------------------------------------------------------- time-driven
+
+
+def decide_unlock_timeout(ticket: Ticket | None, now: datetime, timeout: timedelta) -> list[EventData]:
+    """OTRS's unlock timeout: a lock left untouched for ``timeout`` is released (reason
+    ``timeout``). Pending tickets keep their lock; a zero timeout means never."""
+    t = _existing(ticket)
+    if t.lock is None or t.is_pending or t.is_closed or timeout <= timedelta(0):
+        return []
+    if _aware(now) - _aware(t.changed_at) < timeout:
+        return []
+    return [TicketUnlocked(ticket_id=t.ticket_id, agent=t.lock, reason="timeout")]
+
+
+def decide_pending_due(ticket: Ticket | None, now: datetime) -> list[EventData]:
+    """A pending time reached: a reminder (once per pending time) or the automatic close."""
+    t = _existing(ticket)
+    due = t.timer_due_at
+    if due is None or _aware(due) > _aware(now):
+        return []
+    if t.state == "pending reminder":
+        return [PendingReminderReached(ticket_id=t.ticket_id, pending_until=due)]
+    to_state: TicketState = "closed successful" if t.state == "pending auto close+" else "closed unsuccessful"
+    d = _Decision(t, SYSTEM_ACTOR, now)
+    d.add(PendingAutoCloseReached(ticket_id=t.ticket_id, to_state=to_state))
+    d.add(*_state_events(d.ticket, to_state, None))
+    return d.events

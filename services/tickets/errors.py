@@ -114,3 +114,19 @@ class TicketIsRemoved(TicketError):
 
 class NotMerged(TicketError):
     code = "not_merged"
+
+
+class FollowUpMakesNewTicket(TicketError):
+    """A follow-up to a closed ticket whose queue's policy is ``new_ticket``."""
+
+    code = "follow_up_makes_new_ticket"
+
+
+class MailNotFound(TicketError):
+    """No ticket has an article from this mail (yet)."""
+
+    code = "mail_not_found"
+
+
+class TemplateNotFound(TicketError):
+    code = "template_not_found"

@@ -12,6 +12,7 @@ from typing import Any
 from services.tickets.state import PRIORITY_NAMES
 from shared.envelope import Envelope
 from shared.events import (
+    AgentNotified,
     AnswerDelivered,
     AnswerSent,
     ArticleAdded,
@@ -22,6 +23,8 @@ from shared.events import (
     EventData,
     NoteAdded,
     OwnerChanged,
+    PendingAutoCloseReached,
+    PendingReminderReached,
     PhoneArticleAdded,
     PriorityChanged,
     ResponsibleChanged,
@@ -217,7 +220,7 @@ def _absorbed(e: TicketAbsorbed, actor: str) -> str:
 
 @_describes(TicketUnmerged)
 def _unmerged(e: TicketUnmerged, actor: str) -> str:
-    return f"Merge with ticket {e.from_ticket_id} undone by {actor}"
+    return f"Merge with ticket {e.other_ticket_number or e.from_ticket_id} undone by {actor}"
 
 
 @_describes(TicketSplit)
@@ -233,3 +236,19 @@ def _watch(e: WatchStarted, actor: str) -> str:
 @_describes(WatchStopped)
 def _unwatch(e: WatchStopped, actor: str) -> str:
     return f"{e.agent} stopped watching"
+
+
+@_describes(PendingReminderReached)
+def _reminder(e: PendingReminderReached, actor: str) -> str:
+    return f"Pending reminder reached ({e.pending_until.isoformat()})"
+
+
+@_describes(PendingAutoCloseReached)
+def _auto_close(e: PendingAutoCloseReached, actor: str) -> str:
+    return f"Pending auto close reached: closing as {e.to_state}"
+
+
+@_describes(AgentNotified)
+def _notified(e: AgentNotified, actor: str) -> str:
+    detail = f": {e.detail}" if e.detail else ""
+    return f"{e.agent} notified ({e.kind.replace('_', ' ')}){detail}"

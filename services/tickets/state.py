@@ -28,6 +28,7 @@ from shared.events import (
     MailFlags,
     NoteAdded,
     OwnerChanged,
+    PendingReminderReached,
     PhoneArticleAdded,
     PriorityChanged,
     ResponsibleChanged,
@@ -121,6 +122,7 @@ class Ticket(_Frozen):
     absorbed: tuple[AbsorbedTicket, ...] = ()
     splits: tuple[SplitOff, ...] = ()
     spam: bool = False
+    reminder_reached_for: datetime | None = None  # the pending time whose reminder was sent
     created_at: datetime
     changed_at: datetime
     version: int
@@ -132,6 +134,15 @@ class Ticket(_Frozen):
     @property
     def is_pending(self) -> bool:
         return self.state in PENDING_STATES
+
+    @property
+    def timer_due_at(self) -> datetime | None:
+        """When a timer must next look at this ticket: a pending time not yet acted on."""
+        if self.state in ("pending auto close+", "pending auto close-"):
+            return self.pending_until
+        if self.state == "pending reminder" and self.reminder_reached_for != self.pending_until:
+            return self.pending_until
+        return None
 
     def article(self, article_id: str) -> Article | None:
         return next((a for a in self.articles if a.article_id == article_id), None)
@@ -326,9 +337,7 @@ def _answer_sent(ticket: Ticket, e: AnswerSent, actor: str, at: datetime) -> _Up
 
 def _set_delivery(ticket: Ticket, article_id: str, status: DeliveryStatus, detail: str) -> _Updates:
     update = {"delivery": status, "delivery_detail": detail}
-    articles = tuple(
-        a.model_copy(update=update) if a.article_id == article_id else a for a in ticket.articles
-    )
+    articles = tuple(a.model_copy(update=update) if a.article_id == article_id else a for a in ticket.articles)
     return {"articles": articles}
 
 
@@ -339,6 +348,8 @@ def _delivered(ticket: Ticket, e: AnswerDelivered, actor: str, at: datetime) -> 
 
 @_handles(DeliveryFailed)
 def _failed(ticket: Ticket, e: DeliveryFailed, actor: str, at: datetime) -> _Updates:
+    if e.article_id is None:  # not an answer (an auto reply, a notice): no article to mark
+        return {}
     detail = f"{e.reason} (permanent)" if e.permanent else e.reason
     return _set_delivery(ticket, e.article_id, "failed", detail)
 
@@ -433,3 +444,8 @@ def _watch(ticket: Ticket, e: WatchStarted, actor: str, at: datetime) -> _Update
 @_handles(WatchStopped)
 def _unwatch(ticket: Ticket, e: WatchStopped, actor: str, at: datetime) -> _Updates:
     return {"watchers": tuple(w for w in ticket.watchers if w != e.agent)}
+
+
+@_handles(PendingReminderReached)
+def _reminder(ticket: Ticket, e: PendingReminderReached, actor: str, at: datetime) -> _Updates:
+    return {"reminder_reached_for": e.pending_until}

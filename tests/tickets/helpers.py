@@ -91,9 +91,7 @@ class Stream:
         return self.ticket
 
 
-def new_ticket(
-    ticket_id: str = "t-1", counter: int = 1, when: datetime = T0, **routed_args: object
-) -> Stream:
+def new_ticket(ticket_id: str = "t-1", counter: int = 1, when: datetime = T0, **routed_args: object) -> Stream:
     """A stream holding a ticket freshly created from a routed mail."""
     stream = Stream(ticket_id)
     cmd = CreateFromMail(

@@ -103,9 +103,7 @@ def test_answer_subject(title: str, subject: str | None, expected: str) -> None:
 
 def test_answer_with_explicit_recipients() -> None:
     stream = new_ticket()
-    answer = sent(
-        decide_answer(stream.current, Answer(agent="alice", body="x", to=["dan@example.net"]), at(1))
-    )
+    answer = sent(decide_answer(stream.current, Answer(agent="alice", body="x", to=["dan@example.net"]), at(1)))
     assert answer.to == ["dan@example.net"]
 
 
@@ -121,9 +119,7 @@ def test_answer_needs_a_recipient_and_a_body() -> None:
 
 def test_answer_and_close_unlocks_but_makes_the_agent_owner() -> None:
     stream = new_ticket()
-    events = decide_answer(
-        stream.current, Answer(agent="alice", body="x", next_state="closed successful"), at(1)
-    )
+    events = decide_answer(stream.current, Answer(agent="alice", body="x", next_state="closed successful"), at(1))
     assert types(events) == ["OwnerChanged", "AnswerSent", "StateChanged"]
     ticket = stream.record(events)
     assert (ticket.owner, ticket.lock, ticket.state) == ("alice", None, "closed successful")
@@ -132,9 +128,7 @@ def test_answer_and_close_unlocks_but_makes_the_agent_owner() -> None:
 def test_answer_and_close_a_locked_ticket() -> None:
     stream = new_ticket()
     stream.record(decide_lock(stream.current, Lock(agent="alice"), at(1)))
-    events = decide_answer(
-        stream.current, Answer(agent="alice", body="x", next_state="closed successful"), at(2)
-    )
+    events = decide_answer(stream.current, Answer(agent="alice", body="x", next_state="closed successful"), at(2))
     assert types(events) == ["AnswerSent", "TicketUnlocked", "StateChanged"]
     assert stream.record(events).lock is None
 
@@ -166,9 +160,7 @@ def test_answer_cannot_choose_these_states(state: str) -> None:
 
 def test_answer_article_seen_by_the_fold() -> None:
     stream = new_ticket()
-    ticket = stream.record(
-        decide_answer(stream.current, Answer(agent="alice", body="x", article_id="a9"), at(1))
-    )
+    ticket = stream.record(decide_answer(stream.current, Answer(agent="alice", body="x", article_id="a9"), at(1)))
     answer = ticket.article("a9")
     assert answer is not None and answer.message_id == "<a9@firstline.example>"
     assert answer.in_reply_to == "<m1@example.org>"

@@ -209,9 +209,7 @@ def test_set_responsible() -> None:
     events = decide_set_responsible(stream.current, SetResponsible(agent="alice", responsible="dave"), at(1))
     assert types(events) == ["ResponsibleChanged"]
     assert stream.record(events).responsible == "dave"
-    assert (
-        decide_set_responsible(stream.current, SetResponsible(agent="alice", responsible="dave"), at(2)) == []
-    )
+    assert decide_set_responsible(stream.current, SetResponsible(agent="alice", responsible="dave"), at(2)) == []
 
 
 # --------------------------------------------------------------------------- move, priority, title
@@ -278,9 +276,7 @@ def test_pending_state_needs_a_future_time() -> None:
         decide_set_state(ticket, SetState(agent="alice", state="pending reminder"), at(1))
     assert refused.value.code == "pending_time_required"
     with pytest.raises(PendingTimeInPast):
-        decide_set_state(
-            ticket, SetState(agent="alice", state="pending auto close+", pending_until=at(0)), at(1)
-        )
+        decide_set_state(ticket, SetState(agent="alice", state="pending auto close+", pending_until=at(0)), at(1))
 
 
 def test_pending_state_records_the_time() -> None:
@@ -300,9 +296,7 @@ def test_pending_state_records_the_time() -> None:
 def test_leaving_a_pending_state_clears_the_time() -> None:
     stream = new_ticket()
     stream.record(
-        decide_set_state(
-            stream.current, SetState(agent="a", state="pending reminder", pending_until=at(9)), at(1)
-        )
+        decide_set_state(stream.current, SetState(agent="a", state="pending reminder", pending_until=at(9)), at(1))
     )
     events = decide_set_state(stream.current, SetState(agent="a", state="open", pending_until=at(9)), at(2))
     assert isinstance(events[0], StateChanged) and events[0].pending_until is None
@@ -330,9 +324,7 @@ def test_states_an_agent_cannot_choose(state: str) -> None:
 
 def test_note_and_phone_articles() -> None:
     stream = new_ticket()
-    note = decide_add_note(
-        stream.current, AddNote(agent="bob", body="checked", subject="Log", article_id="n1"), at(1)
-    )
+    note = decide_add_note(stream.current, AddNote(agent="bob", body="checked", subject="Log", article_id="n1"), at(1))
     stream.record(note, actor="bob", when=at(1))
     call = AddPhoneArticle(agent="bob", body="called back", direction="outbound", article_id="p1")
     ticket = stream.record(decide_add_phone_article(stream.current, call, at(2)), actor="bob", when=at(2))
@@ -423,9 +415,7 @@ def test_answer_delivery_status() -> None:
     stream = answered()
     assert stream.current.article("ans-1").delivery == "queued"  # type: ignore[union-attr]
     failed = DeliveryFailed(ticket_id="t-1", article_id="ans-1", message_id="<x>", reason="421 busy")
-    stream.record(
-        decide_record_delivery(stream.current, RecordDelivery(result=failed), at(2)), actor="notify"
-    )
+    stream.record(decide_record_delivery(stream.current, RecordDelivery(result=failed), at(2)), actor="notify")
     article = stream.current.article("ans-1")
     assert article is not None and (article.delivery, article.delivery_detail) == ("failed", "421 busy")
     assert decide_record_delivery(stream.current, RecordDelivery(result=failed), at(3)) == []
@@ -468,6 +458,4 @@ def test_every_error_has_a_code_and_a_message() -> None:
 
 def test_locked_event_payload() -> None:
     stream = new_ticket()
-    assert decide_lock(stream.current, Lock(agent="alice"), at(1))[-1] == TicketLocked(
-        ticket_id="t-1", agent="alice"
-    )
+    assert decide_lock(stream.current, Lock(agent="alice"), at(1))[-1] == TicketLocked(ticket_id="t-1", agent="alice")

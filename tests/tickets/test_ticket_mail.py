@@ -12,7 +12,13 @@ from services.tickets.domain import (
     decide_merge,
     decide_set_state,
 )
-from services.tickets.errors import InvalidInput, TicketExists, TicketIsMerged, TicketIsRemoved
+from services.tickets.errors import (
+    FollowUpMakesNewTicket,
+    InvalidInput,
+    TicketExists,
+    TicketIsMerged,
+    TicketIsRemoved,
+)
 from shared.events import AutoReplyRequested, MailFlags, StateChanged, TicketCreated
 
 from .helpers import T0, at, new_ticket, number, routed, types
@@ -121,9 +127,7 @@ def test_follow_up_redelivery_is_idempotent() -> None:
 @pytest.mark.parametrize("state", ["closed successful", "closed unsuccessful", "pending reminder"])
 def test_follow_up_reopens_when_the_router_says_so(state: str) -> None:
     stream = new_ticket()
-    stream.record(
-        decide_set_state(stream.current, SetState(agent="alice", state=state, pending_until=at(60)), at(1))
-    )
+    stream.record(decide_set_state(stream.current, SetState(agent="alice", state=state, pending_until=at(60)), at(1)))
     events = decide_follow_up(stream.current, follow_up(reopen=True), at(2))
     assert types(events) == ["ArticleAdded", "StateChanged"]
     assert isinstance(events[1], StateChanged)
@@ -178,3 +182,39 @@ def test_follow_up_to_removed_ticket_is_refused() -> None:
     stream.record(decide_set_state(stream.current, SetState(agent="alice", state="removed"), at(1)))
     with pytest.raises(TicketIsRemoved):
         decide_follow_up(stream.current, follow_up(), at(2))
+
+
+def with_policy(policy: str, **kwargs: object) -> FollowUpFromMail:
+    cmd = follow_up(**kwargs)
+    return FollowUpFromMail(routed=cmd.routed, article_id=cmd.article_id, follow_up_policy=policy)
+
+
+@pytest.mark.parametrize("state", ["closed successful", "pending reminder", "pending auto close-"])
+def test_the_queue_policy_reopens_what_the_router_thought_open(state: str) -> None:
+    """The router's copy of the state may lag (closed a moment before the mail came)."""
+    stream = new_ticket()
+    stream.record(decide_set_state(stream.current, SetState(agent="alice", state=state, pending_until=at(60)), at(1)))
+    events = decide_follow_up(stream.current, with_policy("reopen", reopen=False), at(2))
+    assert types(events) == ["ArticleAdded", "StateChanged"]
+    assert stream.record(events, when=at(2)).state == "open"
+
+
+def test_the_queue_policy_leaves_an_open_ticket_as_it_is() -> None:
+    stream = new_ticket()
+    assert types(decide_follow_up(stream.current, with_policy("reject"), at(1))) == ["ArticleAdded"]
+    assert types(decide_follow_up(stream.current, with_policy("new_ticket"), at(1))) == ["ArticleAdded"]
+
+
+def test_the_queue_policy_rejects_or_opens_a_new_ticket_for_a_closed_one() -> None:
+    stream = new_ticket()
+    stream.record(decide_set_state(stream.current, SetState(agent="alice", state="closed unsuccessful"), at(1)))
+    rejected = decide_follow_up(stream.current, with_policy("reject"), at(2))
+    assert types(rejected) == ["ArticleAdded", "AutoReplyRequested"]
+    assert isinstance(rejected[1], AutoReplyRequested) and rejected[1].kind == "follow_up_closed_reject"
+    with pytest.raises(FollowUpMakesNewTicket):
+        decide_follow_up(stream.current, with_policy("new_ticket"), at(2))
+    pending = new_ticket("t-2", 2)
+    until = SetState(agent="alice", state="pending reminder", pending_until=at(60))
+    pending.record(decide_set_state(pending.current, until, at(1)))
+    reopened = decide_follow_up(pending.current, with_policy("reject", ticket_number=number(2)), at(2))
+    assert types(reopened) == ["ArticleAdded", "StateChanged"]

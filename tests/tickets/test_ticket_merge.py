@@ -37,9 +37,7 @@ def two_tickets() -> tuple[Stream, Stream]:
 
 
 def merge(source: Stream, target: Stream, when: float = 2) -> None:
-    source_events, target_events = decide_merge(
-        source.current, target.current, Merge(agent="alice"), at(when)
-    )
+    source_events, target_events = decide_merge(source.current, target.current, Merge(agent="alice"), at(when))
     source.record(source_events, when=at(when))
     target.record(target_events, when=at(when))
 
@@ -49,13 +47,9 @@ def test_merge_writes_both_sides() -> None:
     source.record(decide_lock(source.current, Lock(agent="alice"), at(1)))
     source_events, target_events = decide_merge(source.current, target.current, Merge(agent="alice"), at(2))
     assert types(source_events) == ["TicketUnlocked", "TicketMerged", "StateChanged"]
-    assert source_events[1] == TicketMerged(
-        ticket_id="t-1", into_ticket_id="t-2", into_ticket_number=number(2)
-    )
+    assert source_events[1] == TicketMerged(ticket_id="t-1", into_ticket_id="t-2", into_ticket_number=number(2))
     assert target_events == [
-        TicketAbsorbed(
-            ticket_id="t-2", source_ticket_id="t-1", source_ticket_number=number(1), article_ids=["t-1-a1"]
-        )
+        TicketAbsorbed(ticket_id="t-2", source_ticket_id="t-1", source_ticket_number=number(1), article_ids=["t-1-a1"])
     ]
     s, t = source.record(source_events), target.record(target_events)
     assert (s.state, s.lock) == ("merged", None)
@@ -106,9 +100,7 @@ def test_unmerge_restores_both_sides() -> None:
     source, target = two_tickets()
     until = at(600)
     source.record(
-        decide_set_state(
-            source.current, SetState(agent="a", state="pending reminder", pending_until=until), at(1)
-        )
+        decide_set_state(source.current, SetState(agent="a", state="pending reminder", pending_until=until), at(1))
     )
     before = source.current
     merge(source, target)

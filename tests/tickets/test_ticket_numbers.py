@@ -21,7 +21,6 @@ def test_format_is_date_system_id_counter_and_check_digit() -> None:
     assert is_valid_ticket_number(number)
 
 
-
 def test_rejects_malformed_numbers() -> None:
     good = format_ticket_number(date(2026, 11, 25), 10, 17)
     assert is_valid_ticket_number(good)

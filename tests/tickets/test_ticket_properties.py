@@ -207,9 +207,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "phone": _single(decide_add_phone_article, lambda w, a: AddPhoneArticle(agent=a, body="call")),
     "answer": _single(
         decide_answer,
-        lambda w, a, s, offset: Answer(
-            agent=a, body="answer", next_state=s, pending_until=_pending(w, offset)
-        ),
+        lambda w, a, s, offset: Answer(agent=a, body="answer", next_state=s, pending_until=_pending(w, offset)),
     ),
     "spam": _single(decide_mark_spam, lambda w, a: MarkSpam(agent=a)),
     "watch": _single(decide_watch, lambda w, a: Watch(agent=a)),
@@ -230,9 +228,7 @@ steps = st.one_of(
     st.tuples(st.just("owner"), ticket_index, agent, st.sampled_from((*AGENTS, None))),
     st.tuples(st.just("responsible"), ticket_index, agent, st.sampled_from((*AGENTS, None))),
     st.tuples(st.just("move"), ticket_index, agent, st.sampled_from(QUEUES)),
-    st.tuples(
-        st.just("state"), ticket_index, agent, st.sampled_from((*SETTABLE_STATES, "new", "merged")), offset
-    ),
+    st.tuples(st.just("state"), ticket_index, agent, st.sampled_from((*SETTABLE_STATES, "new", "merged")), offset),
     st.tuples(st.just("priority"), ticket_index, agent, st.integers(-1, 7)),
     st.tuples(st.just("note"), ticket_index, agent),
     st.tuples(st.just("phone"), ticket_index, agent),

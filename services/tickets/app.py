@@ -1,0 +1,42 @@
+"""Wiring of the tickets service: event store, consumers, timers, HTTP API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from services.tickets.api import build_router, install_error_handlers
+from services.tickets.commands import Tickets
+from services.tickets.handlers import delivery_handler, routed_handler
+from services.tickets.settings import TicketsSettings
+from services.tickets.timers import run_timers
+from shared.events import TOPIC_DELIVERY_EVENTS, TOPIC_TICKET_ROUTED
+from shared.eventstore import EventStore
+from shared.service import Service
+from shared.service import create_app as create_service_app
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def _event_store(service: Service) -> EventStore:
+    assert service.store is not None, "service not started"
+    return service.store
+
+
+def create_app(settings: TicketsSettings | None = None) -> FastAPI:
+    settings = settings or TicketsSettings()
+    service = Service(settings, migrations=MIGRATIONS)
+    tickets = Tickets(settings, lambda: service.db, lambda: _event_store(service))
+    service.consume("routed", [TOPIC_TICKET_ROUTED], routed_handler(tickets))
+    service.consume("delivery", [TOPIC_DELIVERY_EVENTS], delivery_handler(tickets))
+
+    async def start_timers(svc: Service) -> None:
+        if settings.timer_interval_seconds > 0:
+            svc.spawn(run_timers(tickets, svc.stopping), "timers")
+
+    service.on_start.append(start_timers)
+    app = create_service_app(service, title="Firstline tickets", routers=[build_router(tickets)])
+    install_error_handlers(app)
+    app.state.tickets = tickets
+    return app
