@@ -42,6 +42,17 @@ class PoisonMessage(Exception):
 
 _NO_RETRY = (PoisonMessage, ValidationError, UnknownEventType, orjson.JSONDecodeError)
 
+# The database or the broker is away: nothing is wrong with the message, so it is neither
+# retried to exhaustion nor dead-lettered; the batch waits (offsets uncommitted) until they return.
+INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    KafkaError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.exceptions.InsufficientResourcesError,
+)
+
 
 def make_producer(settings: ServiceSettings) -> AIOKafkaProducer:
     # Idempotent producers and transactions are not used: the local broker lacks them, and
@@ -100,16 +111,18 @@ class Consumer:
         self.status = ConsumerStatus()
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
+        self._stop = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; reconnects when the broker goes away."""
+        self._stop = stop
         while not stop.is_set():
             try:
                 await self._start()
                 self.status.running = True
                 while not stop.is_set():
                     await self.poll_once()
-            except (KafkaError, OSError) as exc:
+            except INFRASTRUCTURE_ERRORS as exc:
                 logger.warning("consumer %s: broker error, reconnecting: %s", self.name, exc)
                 await _sleep_unless(stop, 1.0)
             finally:
@@ -150,24 +163,41 @@ class Consumer:
         self.status.assigned = len(self._consumer.assignment())
         records = [r for part in batches.values() for r in part]
         if records:
-            await self.handle_records(records)
+            if not await self.handle_records(records):
+                return 0  # stopping while the database was away: redelivered later
             await self._consumer.commit({tp: part[-1].offset + 1 for tp, part in batches.items() if part})
         await self._record_lag()
         return len(records)
 
-    async def handle_records(self, records: list[ConsumerRecord]) -> None:
+    async def handle_records(self, records: list[ConsumerRecord]) -> bool:
+        """Handle a poll's records; while the database is away, wait and try again.
+
+        Returns False only when asked to stop before the records could be handled.
+        """
+        pause = 0.5
+        while True:
+            try:
+                await self._handle_batch(records)
+                return True
+            except INFRASTRUCTURE_ERRORS as exc:
+                logger.warning("consumer %s: infrastructure unavailable, waiting: %r", self.name, exc)
+                if self._stop.is_set():
+                    return False
+                await _sleep_unless(self._stop, pause)
+                pause = min(pause * 2, 10.0)
+
+    async def _handle_batch(self, records: list[ConsumerRecord]) -> None:
         """All records in one transaction; if that fails, each on its own with retries."""
         started = time.perf_counter()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
                 for record in records:
                     await self._handle(conn, record)
+        except INFRASTRUCTURE_ERRORS:
+            raise
         except Exception:
-            if len(records) == 1:
-                await self._handle_with_retries(records[0])
-            else:
-                for record in records:
-                    await self._handle_with_retries(record)
+            for record in records:
+                await self._handle_with_retries(record)
         elapsed = (time.perf_counter() - started) / len(records)
         for _ in records:
             HANDLER_SECONDS.labels(self.name).observe(elapsed)
@@ -200,6 +230,8 @@ class Consumer:
             except _NO_RETRY as exc:
                 await self._dead_letter(record, exc)
                 return
+            except INFRASTRUCTURE_ERRORS:
+                raise
             except Exception as exc:
                 HANDLER_RETRIES.labels(self.name).inc()
                 logger.warning(

@@ -22,7 +22,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError, OffsetOutOfRangeError
 
-from shared.bus import ensure_topics, make_producer
+from shared.bus import INFRASTRUCTURE_ERRORS, ensure_topics, make_producer
 from shared.envelope import Envelope
 from shared.metrics import OUTBOX_PENDING, OUTBOX_PUBLISHED, OUTBOX_REPUBLISHED
 from shared.settings import ServiceSettings
@@ -83,9 +83,9 @@ class OutboxRelay:
                 self.healthy = True
                 if not published:
                     await _wait(stop, self.settings.relay_interval_seconds)
-            except (KafkaError, OSError) as exc:
+            except INFRASTRUCTURE_ERRORS as exc:
                 self.healthy = False
-                logger.warning("relay: broker unavailable, retrying: %s", exc)
+                logger.warning("relay: broker or database unavailable, retrying: %r", exc)
                 await self._disconnect()
                 next_check = 0.0
                 await _wait(stop, 1.0)

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from shared.bus import Consumer, Handler, ensure_topics
+from shared.bus import INFRASTRUCTURE_ERRORS, Consumer, Handler, ensure_topics
 from shared.db import create_pool, migrate
 from shared.envelope import new_id
 from shared.eventstore import ConcurrencyError, EventStore
@@ -73,28 +74,38 @@ class Service:
         self.store = EventStore(self.pool)
         if self.with_relay:
             self.relay = OutboxRelay(self.pool, self.settings)
-            self._spawn(self.relay.run(self.stopping), "relay")
+            relay = self.relay
+            self.spawn(lambda: relay.run(self.stopping), "relay")
         for name, topics, handler in self._consumer_specs:
             consumer = Consumer(name=name, topics=topics, pool=self.pool, settings=self.settings, handler=handler)
             self.consumers.append(consumer)
-            self._spawn(consumer.run(self.stopping), f"consumer {name}")
+            self.spawn(partial(consumer.run, self.stopping), f"consumer {name}")
         for hook in self.on_start:
             await hook(self)
 
-    def _spawn(self, coro: Awaitable[None], name: str) -> None:
-        async def guarded() -> None:
-            try:
-                await coro
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("%s crashed", name)
+    def spawn(self, loop: Callable[[], Awaitable[None]], name: str) -> None:
+        """Run a background loop for the service's lifetime; it should return when ``stopping`` is set.
 
-        self._tasks.append(asyncio.create_task(guarded(), name=name))
+        The loop is supervised: if it raises, the error is logged and the loop started again
+        after a pause (a database or broker outage must not leave a service half alive).
+        """
 
-    def spawn(self, coro: Awaitable[None], name: str) -> None:
-        """Run a background loop for the service's lifetime (it should watch ``stopping``)."""
-        self._spawn(coro, name)
+        async def supervised() -> None:
+            pause = 0.5
+            while True:
+                try:
+                    await loop()
+                    return
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("%s crashed; restarting in %.1f s", name, pause)
+                if self.stopping.is_set():
+                    return
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 10.0)
+
+        self._tasks.append(asyncio.create_task(supervised(), name=name))
 
     async def stop(self, timeout: float = 20.0) -> None:
         self.stopping.set()
@@ -202,6 +213,17 @@ def install_common_middleware(app: FastAPI) -> None:
             },
             status_code=422,
         )
+
+    async def unavailable(_: Request, exc: Exception) -> JSONResponse:
+        logger.warning("request failed, infrastructure unavailable: %r", exc)
+        return JSONResponse(
+            {"error": "service_unavailable", "detail": "the database or the broker is unavailable; try again"},
+            status_code=503,
+            headers={"Retry-After": "5"},
+        )
+
+    for error in INFRASTRUCTURE_ERRORS:
+        app.add_exception_handler(error, unavailable)
 
     @app.exception_handler(ConcurrencyError)
     async def conflict(_: Request, exc: ConcurrencyError) -> JSONResponse:

@@ -60,8 +60,8 @@ class Gateway:
         await self.upstream.start()
         self._desk = Desk(self.settings, pool, self.upstream)
         self._live = LiveHub(self.settings, pool)
-        service.spawn(self._live.run(service.stopping), "live tail")
-        service.spawn(self._sweep_sessions(service), "session sweep")
+        service.spawn(lambda: self._live.run(service.stopping), "live tail")
+        service.spawn(lambda: self._sweep_sessions(service), "session sweep")
 
     def end_live_streams(self) -> None:
         """From a signal handler: end the open event streams on the event loop, soon."""

@@ -53,7 +53,7 @@ def create_app(settings: IngestSettings | None = None) -> FastAPI:
             for account in accounts
         ]
         for poller in service.pollers:
-            svc.spawn(poller.run(svc.stopping), f"mailbox {poller.account.name}")
+            svc.spawn(partial(poller.run, svc.stopping), f"mailbox {poller.account.name}")
 
     async def close_doors(svc: Service) -> None:
         if server := smtp.pop("server", None):

@@ -24,7 +24,7 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
 
     async def start_sender(svc: Service) -> None:
         sender = Sender(svc.db, settings)
-        svc.spawn(sender.run(svc.stopping), "sender")
+        svc.spawn(lambda: sender.run(svc.stopping), "sender")
 
     service.on_start.append(start_sender)
     app = create_service_app(service, title="Firstline notify", routers=[notify_router(service)])

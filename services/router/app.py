@@ -33,8 +33,8 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
 
     async def start(service: Service) -> None:
         await state.refresh(service.db, force=True)
-        service.spawn(create_topics(service, settings), "create topics")
-        service.spawn(housekeeping(service, settings), "housekeeping")
+        service.spawn(lambda: create_topics(service, settings), "create topics")
+        service.spawn(lambda: housekeeping(service, settings), "housekeeping")
 
     async def state_loaded() -> tuple[str, str]:
         loaded = state.config_version >= 0 and state.classifier_version >= 0

@@ -33,7 +33,7 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
 
     async def start_timers(svc: Service) -> None:
         if settings.timer_interval_seconds > 0:
-            svc.spawn(run_timers(tickets, svc.stopping), "timers")
+            svc.spawn(lambda: run_timers(tickets, svc.stopping), "timers")
 
     service.on_start.append(start_timers)
     app = create_service_app(service, title="Firstline tickets", routers=[build_router(tickets)])
