@@ -20,6 +20,7 @@ close), so time travel never shows a ticket that is closed and locked.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -490,8 +491,15 @@ def _auto_reply(t: Ticket, routed: TicketRouted, kind: AutoReplyKind) -> list[Ev
         flags=mail.flags,
         customer_name=mail.from_.name if mail.from_ and mail.from_.name else None,
         title=t.title,
+        message_id=_auto_reply_message_id(t.ticket_id, kind, mail.message_id),
     )
     return [request]
+
+
+def _auto_reply_message_id(ticket_id: str, kind: str, in_reply_to: str | None) -> str:
+    """Deterministic, so a redelivered decision asks for the same mail, and the router can thread replies."""
+    seed = uuid.uuid5(uuid.NAMESPACE_URL, f"firstline:auto-reply:{ticket_id}:{kind}:{in_reply_to or ''}")
+    return f"<auto.{seed}@{DEFAULT_MAIL_DOMAIN}>"
 
 
 def _thread_of(references: Sequence[str], message_id: str | None) -> list[str]:
