@@ -8,6 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from fastapi.routing import APIRoute
 
 STATIC = Path(__file__).resolve().parents[2] / "services" / "gateway" / "static"
 FILES = ("index.html", "app.js", "app.css")
@@ -75,6 +76,24 @@ def test_translations_cover_every_key() -> None:
     used = set(re.findall(r'data-i18n(?:-placeholder|-aria-label)?="([^"]+)"', index))
     used |= set(re.findall(r"\bt\('([\w.]+)'", script))
     assert used <= en, used - en
+
+
+def test_admin_screens_call_only_routes_the_gateway_has() -> None:
+    """Every `adminApi(path, {method})` of the UI is a route of the gateway's admin router."""
+    from services.gateway.api.admin import router
+
+    routes = [
+        (re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", route.path) + "$"), route.methods)
+        for route in router.routes
+        if isinstance(route, APIRoute)
+    ]
+    calls = re.findall(r"adminApi\(([`'])(/[^`']*)\1(?:,\s*\{\s*method:\s*'(\w+)')?", read("app.js"))
+    assert len(calls) >= 15, calls
+    for _, path, method in calls:
+        concrete = "/api/admin" + re.sub(r"\$\{[^}]+\}", "x", path)
+        assert any(pattern.match(concrete) and (method or "GET") in methods for pattern, methods in routes), (
+            f"{method or 'GET'} {concrete}"
+        )
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node not installed")

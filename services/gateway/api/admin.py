@@ -19,6 +19,7 @@ from services.gateway.admin import (
     RoleIn,
 )
 from services.gateway.api.deps import AdminDep, GatewayDep
+from services.gateway.desk import page_of
 from services.gateway.errors import GatewayRoute
 from services.gateway.runtime import Gateway
 from services.gateway.upstream import ServiceName
@@ -117,12 +118,30 @@ async def put_queue(
     return await _forward(gateway, actor, "tickets", "PUT", f"/queues/{name}", "queue.put", body)
 
 
+@router.get("/templates")
+async def admin_templates(
+    actor: AdminDep,
+    gateway: GatewayDep,
+    queue: Annotated[str | None, Query(max_length=200, description="only templates usable in this queue")] = None,
+) -> dict[str, Any]:
+    """Every template (`{id, name, body, queues}`; no queues means every queue), for the admin screen."""
+    data = await gateway.upstream.call("tickets", "GET", "/templates", actor=actor.username, params={"queue": queue})
+    return page_of(list((data or {}).get("items", [])))
+
+
 @router.put("/templates/{template_id}")
 async def put_template(
     template_id: Annotated[str, Path(pattern=SEGMENT_PATTERN)], body: AnyBody, actor: AdminDep, gateway: GatewayDep
 ) -> Any:
     """Creates or changes a template in tickets (`{name, body, queues}`)."""
     return await _forward(gateway, actor, "tickets", "PUT", f"/templates/{template_id}", "template.put", body)
+
+
+@router.delete("/templates/{template_id}")
+async def delete_template(
+    template_id: Annotated[str, Path(pattern=SEGMENT_PATTERN)], actor: AdminDep, gateway: GatewayDep
+) -> Any:
+    return await _forward(gateway, actor, "tickets", "DELETE", f"/templates/{template_id}", "template.delete")
 
 
 @router.get("/system-addresses")

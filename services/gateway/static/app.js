@@ -83,6 +83,53 @@
       'state.merged': 'merged', 'state.removed': 'removed',
       'priority.1': '1 very low', 'priority.2': '2 low', 'priority.3': '3 normal',
       'priority.4': '4 high', 'priority.5': '5 very high',
+      admin: 'Admin', adminOnly: 'Administrators only.', adminSections: 'Administration sections',
+      'admin.agents': 'Agents', 'admin.groups': 'Groups & roles', 'admin.queues': 'Queues',
+      'admin.templates': 'Templates', 'admin.filters': 'Postmaster filters', 'admin.addresses': 'System addresses',
+      nothingYet: 'Nothing here yet.', name: 'Name', remove: 'Remove', saved: 'Saved.', yes: 'yes', no: 'no',
+      active: 'active', disabled: 'disabled', edit: 'Edit', disable: 'Disable', enable: 'Enable',
+      'delete': 'Delete', deleted: 'Deleted.', confirmDelete: 'Delete “{0}”?', none: '— none —',
+      unchanged: '— unchanged —', email: 'Email', comment: 'Comment', subject: 'Subject',
+      'perm.ro': 'read only: see the queue and its tickets', 'perm.move_into': 'move tickets into the queue',
+      'perm.create': 'create tickets in the queue', 'perm.note': 'add notes', 'perm.owner': 'change the owner',
+      'perm.priority': 'change the priority', 'perm.rw': 'full access (includes every other right)',
+      newAgent: 'New agent', editAgent: 'Edit agent {0}', agentCreated: 'Agent {0} created.',
+      agentDisabled: 'Agent {0} disabled; their sessions ended.', agentEnabled: 'Agent {0} enabled.',
+      endSessions: 'End sessions', sessionsEnded: '{0} session(s) of {1} ended.',
+      administrator: 'Administrator', auditCapability: 'May verify the audit chain', fullName: 'Full name',
+      newPassword: 'New password (leave empty to keep)', queuePermissions: 'Permissions per queue',
+      groupPermissions: 'Permissions per group', groupsAndRoles: 'Groups and roles', roles: 'Roles',
+      groups: 'Groups', newGroup: 'New group', newRole: 'New role', editRole: 'Edit role {0}',
+      groupsHelp: 'A queue belongs to one group; rights on a group apply to all its queues.',
+      rolesHelp: 'A role is a named bundle of rights; an agent with the role has them all.',
+      newQueue: 'New queue', editQueue: 'Edit queue {0}', queueSaved: 'Queue {0} saved.', group: 'Group',
+      parentQueue: 'Parent queue', systemAddress: 'System address', displayName: 'Display name',
+      salutation: 'Salutation', signature: 'Signature', followUpPolicy: 'Follow-up on a closed ticket',
+      'followUp.reopen': 'reopen the ticket', 'followUp.reject': 'reject (auto reply), keep closed',
+      'followUp.new_ticket': 'open a new ticket', unlockTimeout: 'Unlock after',
+      unlockTimeoutMinutes: 'Unlock timeout (minutes, 0 = never)',
+      firstResponseMinutes: 'Escalation: first response within (minutes, 0 = none)', minutes: '{0} min',
+      openTotal: 'Open / all', notConfigured: 'not configured', queueValid: 'Queue is in use (valid)',
+      subQueueHelp: 'Sub-queues: choose a parent queue (or name the queue “Parent::Child”).',
+      autoResponses: 'Auto responses', autoMode: 'Send', autoDefault: 'default text', autoOn: 'this text',
+      autoOff: 'never', 'auto.new_ticket': 'Reply to a new ticket',
+      'auto.follow_up_closed_reject': 'Reply to a rejected follow-up',
+      'auto.follow_up_closed_new': 'Reply when a follow-up opens a new ticket',
+      newTemplate: 'New template', editTemplate: 'Edit template {0}', templateId: 'Id',
+      templateIdHelp: 'made from the name when empty', allQueues: 'all queues',
+      templatesHelp: 'Standard responses offered when answering. The queue adds its salutation and signature.',
+      templateQueuesHelp: 'None chosen: offered in every queue.',
+      filtersHelp: 'Tried in position order on every incoming mail; all conditions of a filter must match.',
+      newFilter: 'New filter', editFilter: 'Edit filter {0}', position: 'Position', conditions: 'Conditions',
+      conditionsHelp: 'A condition is a header (or “body”) and a regular expression, matched case-insensitively.',
+      header: 'Header', pattern: 'Regular expression', addCondition: 'Add condition',
+      needCondition: 'A filter needs at least one condition.', filterActions: 'Then', filterEnabled: 'Enabled',
+      setQueue: 'Set queue', setPriority: 'Set priority', setTitle: 'Set title',
+      'filter.mark_spam': 'Mark as spam', 'filter.ignore': 'Ignore the mail', 'filter.stop': 'Stop after this filter',
+      newAddress: 'New system address', editAddress: 'Edit {0}', languageQueues: 'Queue by language',
+      languageQueuesHelp: 'Mail in one of these languages goes to the given queue instead.',
+      languageCode: 'Language (e.g. de)', addLanguageQueue: 'Add language',
+      addressesHelp: 'Mail to a system address goes to its queue; answers are sent from the queue’s address.',
     },
     de: {
       skipToContent: 'Zum Inhalt springen', loginIntro: 'Anmelden, um Anfragen zu beantworten.',
@@ -143,6 +190,58 @@
       'state.merged': 'zusammengefasst', 'state.removed': 'entfernt',
       'priority.1': '1 sehr niedrig', 'priority.2': '2 niedrig', 'priority.3': '3 normal',
       'priority.4': '4 hoch', 'priority.5': '5 sehr hoch',
+      admin: 'Admin', adminOnly: 'Nur für Administratoren.', adminSections: 'Bereiche der Administration',
+      'admin.agents': 'Agenten', 'admin.groups': 'Gruppen & Rollen', 'admin.queues': 'Queues',
+      'admin.templates': 'Vorlagen', 'admin.filters': 'Postmaster-Filter', 'admin.addresses': 'Systemadressen',
+      nothingYet: 'Noch nichts vorhanden.', name: 'Name', remove: 'Entfernen', saved: 'Gespeichert.', yes: 'ja',
+      no: 'nein', active: 'aktiv', disabled: 'deaktiviert', edit: 'Bearbeiten', disable: 'Deaktivieren',
+      enable: 'Aktivieren', 'delete': 'Löschen', deleted: 'Gelöscht.', confirmDelete: '„{0}“ löschen?',
+      none: '— keine —', unchanged: '— unverändert —', email: 'E-Mail', comment: 'Kommentar',
+      subject: 'Betreff',
+      'perm.ro': 'nur lesen: Queue und Tickets sehen', 'perm.move_into': 'Tickets in die Queue verschieben',
+      'perm.create': 'Tickets in der Queue anlegen', 'perm.note': 'Notizen hinzufügen',
+      'perm.owner': 'Besitzer ändern', 'perm.priority': 'Priorität ändern',
+      'perm.rw': 'Vollzugriff (enthält alle anderen Rechte)',
+      newAgent: 'Neuer Agent', editAgent: 'Agent {0} bearbeiten', agentCreated: 'Agent {0} angelegt.',
+      agentDisabled: 'Agent {0} deaktiviert; Sitzungen beendet.', agentEnabled: 'Agent {0} aktiviert.',
+      endSessions: 'Sitzungen beenden', sessionsEnded: '{0} Sitzung(en) von {1} beendet.',
+      administrator: 'Administrator', auditCapability: 'Darf die Audit-Kette prüfen', fullName: 'Voller Name',
+      newPassword: 'Neues Passwort (leer lassen zum Beibehalten)', queuePermissions: 'Rechte pro Queue',
+      groupPermissions: 'Rechte pro Gruppe', groupsAndRoles: 'Gruppen und Rollen', roles: 'Rollen',
+      groups: 'Gruppen', newGroup: 'Neue Gruppe', newRole: 'Neue Rolle', editRole: 'Rolle {0} bearbeiten',
+      groupsHelp: 'Jede Queue gehört zu einer Gruppe; Rechte auf eine Gruppe gelten für alle ihre Queues.',
+      rolesHelp: 'Eine Rolle bündelt Rechte; ein Agent mit der Rolle hat sie alle.',
+      newQueue: 'Neue Queue', editQueue: 'Queue {0} bearbeiten', queueSaved: 'Queue {0} gespeichert.',
+      group: 'Gruppe', parentQueue: 'Übergeordnete Queue', systemAddress: 'Systemadresse',
+      displayName: 'Anzeigename', salutation: 'Anrede', signature: 'Signatur',
+      followUpPolicy: 'Nachfrage auf ein geschlossenes Ticket', 'followUp.reopen': 'Ticket wieder öffnen',
+      'followUp.reject': 'ablehnen (automatische Antwort), geschlossen lassen',
+      'followUp.new_ticket': 'neues Ticket anlegen', unlockTimeout: 'Freigabe nach',
+      unlockTimeoutMinutes: 'Automatische Freigabe (Minuten, 0 = nie)',
+      firstResponseMinutes: 'Eskalation: erste Antwort innerhalb (Minuten, 0 = keine)', minutes: '{0} Min.',
+      openTotal: 'Offen / alle', notConfigured: 'nicht eingerichtet', queueValid: 'Queue ist in Gebrauch (gültig)',
+      subQueueHelp: 'Unter-Queues: übergeordnete Queue wählen (oder die Queue „Eltern::Kind“ nennen).',
+      autoResponses: 'Automatische Antworten', autoMode: 'Senden', autoDefault: 'Standardtext',
+      autoOn: 'diesen Text', autoOff: 'nie', 'auto.new_ticket': 'Antwort auf ein neues Ticket',
+      'auto.follow_up_closed_reject': 'Antwort auf eine abgelehnte Nachfrage',
+      'auto.follow_up_closed_new': 'Antwort, wenn eine Nachfrage ein neues Ticket anlegt',
+      newTemplate: 'Neue Vorlage', editTemplate: 'Vorlage {0} bearbeiten', templateId: 'ID',
+      templateIdHelp: 'aus dem Namen, wenn leer', allQueues: 'alle Queues',
+      templatesHelp: 'Standardantworten beim Antworten. Die Queue ergänzt Anrede und Signatur.',
+      templateQueuesHelp: 'Keine gewählt: in jeder Queue angeboten.',
+      filtersHelp: 'Werden für jede eingehende Mail nach Position geprüft; alle Bedingungen müssen zutreffen.',
+      newFilter: 'Neuer Filter', editFilter: 'Filter {0} bearbeiten', position: 'Position',
+      conditions: 'Bedingungen',
+      conditionsHelp: 'Eine Bedingung ist ein Header (oder „body“) und ein regulärer Ausdruck, ohne Groß-/Kleinschreibung.',
+      header: 'Header', pattern: 'Regulärer Ausdruck', addCondition: 'Bedingung hinzufügen',
+      needCondition: 'Ein Filter braucht mindestens eine Bedingung.', filterActions: 'Dann',
+      filterEnabled: 'Aktiv', setQueue: 'Queue setzen', setPriority: 'Priorität setzen', setTitle: 'Titel setzen',
+      'filter.mark_spam': 'Als Spam markieren', 'filter.ignore': 'Mail ignorieren',
+      'filter.stop': 'Nach diesem Filter aufhören',
+      newAddress: 'Neue Systemadresse', editAddress: '{0} bearbeiten', languageQueues: 'Queue nach Sprache',
+      languageQueuesHelp: 'Mails in einer dieser Sprachen gehen stattdessen in die angegebene Queue.',
+      languageCode: 'Sprache (z. B. de)', addLanguageQueue: 'Sprache hinzufügen',
+      addressesHelp: 'Mails an eine Systemadresse landen in ihrer Queue; Antworten gehen von der Adresse der Queue aus.',
     },
   };
 
@@ -186,7 +285,8 @@
     selected: new Set(),
     zoom: null,
     history: null,
-    seq: { list: 0, zoom: 0, history: 0 },
+    admin: null,
+    seq: { list: 0, zoom: 0, history: 0, admin: 0 },
     focusOnRender: false,
     dialogSubmit: null,
     live: { source: null, poll: null, retry: null, timers: new Map() },
@@ -256,7 +356,7 @@
   }
 
   function showView(name) {
-    for (const view of ['list', 'zoom', 'history']) $(`#${view}-view`).hidden = view !== name;
+    for (const view of ['list', 'zoom', 'history', 'admin']) $(`#${view}-view`).hidden = view !== name;
   }
 
   function setTitle(text) {
@@ -433,6 +533,7 @@
     if (parts[0] === 'ticket' && parts[1]) {
       return { view: parts[2] === 'history' ? 'history' : 'zoom', number: parts[1], params };
     }
+    if (parts[0] === 'admin') return { view: 'admin', tab: parts[1] || 'agents', params };
     if (parts[0] === 'search') return { view: 'list', kind: 'search', params };
     if (parts[0] === 'tickets') return { view: 'list', kind: 'filter', params };
     return { view: 'list', kind: 'queue', queue: parts[1] || '', params };
@@ -466,6 +567,9 @@
     } else if (route.view === 'zoom') {
       showView('zoom');
       loadZoom();
+    } else if (route.view === 'admin') {
+      showView('admin');
+      loadAdmin();
     } else {
       showView('history');
       loadHistory(route.params.get('at'));
@@ -499,6 +603,7 @@
     $('#login-view').hidden = true;
     $('#app-view').hidden = false;
     $('#whoami').textContent = app.me.username || '';
+    $('#admin-link').hidden = !app.me.is_admin;
     updateCounters(app.me.counters);
     app.route = parseRoute();
     app.focusOnRender = true;
@@ -511,6 +616,7 @@
     if (!app.me) return;
     app.me = null;
     app.moveTargets = null;
+    app.admin = null;
     showLogin();
     $('#login-error').textContent = t('sessionExpired');
   }
@@ -548,6 +654,7 @@
     }
     app.me = null;
     app.moveTargets = null;
+    app.admin = null;
     showLogin();
   }
 
@@ -624,23 +731,41 @@
 
   // ------------------------------------------------------------------ ticket list
 
+  /** The ticket list's columns; `sort` is the tickets service's sort key (none: not sortable). */
   const COLUMNS = [
-    { key: 'number', label: 'ticketNumber', cell: (item) => h('a', { href: ticketHref(ticketNo(item)),
+    { key: 'number', sort: 'number', label: 'ticketNumber', cell: (item) => h('a', { href: ticketHref(ticketNo(item)),
       dataset: { focusKey: `${ticketNo(item)}:link` } }, ticketNo(item)) },
-    { key: 'created', label: 'age', cell: (item) => fmtDuration(ageSeconds(item)) },
-    { key: 'state', label: 'state', cell: (item) => stateLabel(item.state) },
+    { key: 'created', sort: 'created_at', label: 'age', cell: (item) => fmtDuration(ageSeconds(item)) },
+    { key: 'state', sort: 'state', label: 'state', cell: (item) => stateLabel(item.state) },
     { key: 'locked', label: 'locked', cell: lockText, optional: true },
-    { key: 'owner', label: 'owner', cell: (item) => item.owner || '', optional: true },
-    { key: 'queue', label: 'queue', cell: (item) => item.queue || '', optional: true },
-    { key: 'priority', label: 'priority', cell: (item) => priorityChip(item.priority) },
-    { key: 'title', label: 'title', cell: titleCell },
+    { key: 'owner', sort: 'owner', label: 'owner', cell: (item) => item.owner || '', optional: true },
+    { key: 'queue', sort: 'queue', label: 'queue', cell: (item) => item.queue || '', optional: true },
+    { key: 'priority', sort: 'priority', label: 'priority', cell: (item) => priorityChip(item.priority) },
+    { key: 'title', sort: 'title', label: 'title', cell: titleCell },
   ];
 
   function titleCell(item) {
     return [
       h('a', { href: ticketHref(ticketNo(item)), class: 'title-link' }, item.title || '—'),
-      item.snippet ? h('div', { class: 'snippet muted' }, item.snippet) : null,
+      item.snippet ? h('div', { class: 'snippet muted' }, snippetParts(item.snippet)) : null,
     ];
+  }
+
+  /** A search snippet marks its hits with <b>…</b>; only those two tags become markup (a <mark>). */
+  function snippetParts(snippet) {
+    const parts = [];
+    let hit = false;
+    for (const piece of String(snippet).split(/(<b>|<\/b>)/)) {
+      if (piece === '<b>' || piece === '</b>') hit = piece === '<b>';
+      else if (piece) parts.push(hit ? h('mark', {}, piece) : piece);
+    }
+    return parts;
+  }
+
+  /** The sort key for tickets (oldest first by default); an unknown one falls back to the default. */
+  function listSort(params) {
+    const wanted = params.get('sort');
+    return COLUMNS.some((col) => col.sort && col.sort === wanted) ? wanted : 'created_at';
   }
 
   function pageSize() {
@@ -654,7 +779,7 @@
     const params = {
       ...paging,
       state: p.get('state'),
-      sort: p.get('sort') || 'created',
+      sort: listSort(p),
       order: p.get('order') || 'asc',
     };
     if (route.kind === 'queue') params.queue = route.queue;
@@ -730,7 +855,7 @@
   function ticketTable(route) {
     const items = app.list.items || [];
     const sortable = route.kind !== 'search';
-    const sort = route.params.get('sort') || 'created';
+    const sort = listSort(route.params);
     const order = route.params.get('order') || 'asc';
     const allSelected = items.length > 0 && items.every((item) => app.selected.has(ticketNo(item)));
     const header = h('tr', {},
@@ -738,7 +863,7 @@
         type: 'checkbox', 'aria-label': t('selectAll'), checked: allSelected,
         dataset: { focusKey: 'select-all' }, onchange: (e) => selectAll(items, e.target.checked),
       })),
-      COLUMNS.map((col) => columnHeader(col, route, sortable && sort === col.key ? order : null, sortable)),
+      COLUMNS.map((col) => columnHeader(col, route, sortable && sort === col.sort ? order : null, sortable)),
       h('th', { scope: 'col' }, t('actions')));
     const rows = items.length ? items.map(ticketRow)
       : [h('tr', {}, h('td', { colspan: COLUMNS.length + 2, class: 'empty' }, t('noTickets')))];
@@ -750,13 +875,13 @@
 
   function columnHeader(col, route, order, sortable) {
     const cls = columnClass(col);
-    if (!sortable) return h('th', { scope: 'col', class: cls }, t(col.label));
+    if (!sortable || !col.sort) return h('th', { scope: 'col', class: cls }, t(col.label));
     const ariaSort = order === 'asc' ? 'ascending' : order === 'desc' ? 'descending' : 'none';
     const next = order === 'asc' ? 'desc' : 'asc';
     const arrow = order === 'asc' ? ' ▲' : order === 'desc' ? ' ▼' : '';
     return h('th', { scope: 'col', class: cls, 'aria-sort': ariaSort },
       button([t(col.label), h('span', { 'aria-hidden': 'true' }, arrow)], () => {
-        location.hash = routeHash(route, { sort: col.key, order: next, page: '' });
+        location.hash = routeHash(route, { sort: col.sort, order: next, page: '' });
       }, { class: 'sort', title: t('sortBy', t(col.label)), dataset: { focusKey: `sort:${col.key}` } }));
   }
 
@@ -1049,7 +1174,7 @@
     const dialog = $('#action-dialog');
     dialog.classList.toggle('wide', wide);
     $('#action-title').textContent = title;
-    $('#action-fields').replaceChildren(...fields);
+    fill($('#action-fields'), fields);
     $('#action-error').textContent = '';
     const submit = $('#action-submit');
     submit.textContent = submitLabel;
@@ -1303,6 +1428,670 @@
       .join(' · ');
   }
 
+  // ------------------------------------------------------------------ administration (admins only)
+
+  const ADMIN_TABS = ['agents', 'groups', 'queues', 'templates', 'filters', 'addresses'];
+  const PERMISSION_KINDS = ['ro', 'move_into', 'create', 'note', 'owner', 'priority', 'rw'];
+  const FOLLOW_UP_POLICIES = ['reopen', 'reject', 'new_ticket'];
+  const AUTO_RESPONSE_KINDS = ['new_ticket', 'follow_up_closed_reject', 'follow_up_closed_new'];
+  const FILTER_FIELDS = ['From', 'To', 'Cc', 'Reply-To', 'Subject', 'X-Spam-Flag', 'X-Spam-Score', 'List-Id', 'body'];
+  const FILTER_FLAGS = ['mark_spam', 'ignore', 'stop'];
+  const LANGUAGES = ['de', 'en', 'es', 'fr', 'it', 'nl', 'pl', 'pt', 'ru'];
+  const QUEUE_DEFAULTS = {
+    display_name: 'Firstline',
+    salutation: "Dear {{ customer_name or 'customer' }},",
+    signature: '-- \nFirstline support',
+  };
+
+  const adminApi = (path, options) => api(`/api/admin${path}`, options);
+  const adminHref = (tab) => `#/admin/${tab}`;
+  const itemsOf = (data) => (data && Array.isArray(data.items) ? data.items : []);
+  const orNothing = (promise) => promise.catch((error) => {
+    if (error.status === 401) throw error;
+    notify(error.message);
+    return { items: [] };
+  });
+
+  /** What each screen needs, fetched together. Router being down only empties its own lists. */
+  const ADMIN_LOADERS = {
+    agents: async () => {
+      const [agents, queues, groups, roles] = await Promise.all([
+        adminApi('/agents', { params: { page_size: 500 } }), adminApi('/queues'), adminApi('/groups'),
+        adminApi('/roles')]);
+      return { agents: itemsOf(agents), queues: itemsOf(queues), groups: itemsOf(groups), roles: itemsOf(roles) };
+    },
+    groups: async () => {
+      const [groups, roles, queues] = await Promise.all([adminApi('/groups'), adminApi('/roles'), adminApi('/queues')]);
+      return { groups: itemsOf(groups), roles: itemsOf(roles), queues: itemsOf(queues) };
+    },
+    queues: async () => {
+      const [queues, groups, addresses] = await Promise.all([
+        adminApi('/queues'), adminApi('/groups'), orNothing(adminApi('/system-addresses'))]);
+      return { queues: itemsOf(queues), groups: itemsOf(groups), addresses: itemsOf(addresses) };
+    },
+    templates: async () => {
+      const [templates, queues] = await Promise.all([adminApi('/templates'), adminApi('/queues')]);
+      return { templates: itemsOf(templates), queues: itemsOf(queues) };
+    },
+    filters: async () => {
+      const [filters, queues] = await Promise.all([adminApi('/filters'), adminApi('/queues')]);
+      return { filters: itemsOf(filters), queues: itemsOf(queues) };
+    },
+    addresses: async () => {
+      const [addresses, queues] = await Promise.all([adminApi('/system-addresses'), adminApi('/queues')]);
+      return { addresses: itemsOf(addresses), queues: itemsOf(queues) };
+    },
+  };
+
+  async function loadAdmin() {
+    const seq = ++app.seq.admin;
+    const tab = app.route.tab;
+    const view = $('#admin-view');
+    if (!app.me?.is_admin) {
+      renderViewError('admin-view', new ApiError(403, t('adminOnly'), null));
+      return;
+    }
+    if (!ADMIN_TABS.includes(tab)) {
+      renderViewError('admin-view', new ApiError(404, t('notFound'), null));
+      return;
+    }
+    if (app.admin?.tab !== tab) view.replaceChildren(h('p', { class: 'muted' }, t('loading')));
+    try {
+      const data = await ADMIN_LOADERS[tab]();
+      if (seq !== app.seq.admin) return;
+      app.admin = { tab, ...data };
+      keepFocus(renderAdmin);
+      focusHeading(view);
+    } catch (error) {
+      if (seq === app.seq.admin) {
+        app.admin = null;
+        renderViewError('admin-view', error);
+      }
+    }
+  }
+
+  function renderAdmin() {
+    const tab = app.admin.tab;
+    const title = `${t('admin')}: ${t(`admin.${tab}`)}`;
+    setTitle(title);
+    const renderers = {
+      agents: agentsScreen, groups: groupsScreen, queues: queuesScreen,
+      templates: templatesScreen, filters: filtersScreen, addresses: addressesScreen,
+    };
+    fill($('#admin-view'),
+      h('h1', { id: 'admin-title', tabindex: '-1' }, title),
+      h('nav', { class: 'tabs', 'aria-label': t('adminSections') }, ADMIN_TABS.map((name) =>
+        h('a', { href: adminHref(name), 'aria-current': name === tab ? 'page' : null,
+          dataset: { focusKey: `tab:${name}` } }, t(`admin.${name}`)))),
+      renderers[tab]());
+  }
+
+  // -------------------------------------------- admin building blocks
+
+  function adminButton(label, key, onclick, { primary = false, aria } = {}) {
+    return button(label, onclick, {
+      class: primary ? 'primary' : 'small', 'aria-label': aria, dataset: { focusKey: `admin:${key}` },
+    });
+  }
+
+  const adminToolbar = (...children) => h('div', { class: 'toolbar admin-toolbar' }, children);
+
+  function adminTable(label, headings, rows) {
+    const body = rows.length ? rows
+      : [h('tr', {}, h('td', { colspan: headings.length, class: 'empty' }, t('nothingYet')))];
+    return h('div', { class: 'table-wrap' }, h('table', { class: 'admin-table', 'aria-label': label },
+      h('thead', {}, h('tr', {}, headings.map((text) => h('th', { scope: 'col' }, text)))),
+      h('tbody', {}, body)));
+  }
+
+  const grantSummary = (grants) => Object.entries(grants || {})
+    .map(([name, kinds]) => `${name}: ${(kinds || []).join(', ')}`).join(' · ');
+
+  function checkbox(checked, props = {}) {
+    return h('input', { type: 'checkbox', checked: Boolean(checked), ...props });
+  }
+
+  function checkField(label, control) {
+    return h('label', { class: 'check' }, control, ` ${label}`);
+  }
+
+  function numberInput(name, value) {
+    return h('input', { name, type: 'number', min: '0', step: '1', value: String(value ?? 0), inputmode: 'numeric' });
+  }
+
+  function datalist(values) {
+    return h('datalist', { id: uid('list') }, values.map((value) => h('option', { value })));
+  }
+
+  /** A table of checkboxes: one row per queue (or group), one column per permission kind. */
+  function permissionGrid(caption, names, grants) {
+    const boxes = [];
+    const rows = names.map((name) => h('tr', {},
+      h('th', { scope: 'row' }, name),
+      PERMISSION_KINDS.map((kind) => {
+        const box = checkbox((grants?.[name] || []).includes(kind), {
+          'aria-label': `${name}: ${kind}`, title: t(`perm.${kind}`), dataset: { grant: name, kind },
+        });
+        boxes.push(box);
+        return h('td', {}, box);
+      })));
+    const head = h('tr', {}, h('th', { scope: 'col' }, t('name')),
+      PERMISSION_KINDS.map((kind) => h('th', { scope: 'col', title: t(`perm.${kind}`) }, kind)));
+    const body = rows.length ? rows
+      : [h('tr', {}, h('td', { colspan: PERMISSION_KINDS.length + 1, class: 'empty' }, t('nothingYet')))];
+    return {
+      el: h('div', { class: 'grid-wrap' }, h('table', { class: 'grid' }, h('caption', {}, caption),
+        h('thead', {}, head), h('tbody', {}, body))),
+      value: () => {
+        const grants = {};
+        for (const box of boxes) if (box.checked) (grants[box.dataset.grant] ||= []).push(box.dataset.kind);
+        return grants;
+      },
+    };
+  }
+
+  function checkList(legend, names, selected = [], help = '') {
+    const boxes = names.map((name) => checkbox(selected.includes(name), { value: name }));
+    return {
+      el: h('fieldset', { class: 'check-list' }, h('legend', {}, legend),
+        help ? h('p', { class: 'muted' }, help) : null,
+        boxes.length ? boxes.map((box) => checkField(box.value, box)) : h('span', { class: 'muted' }, t('nothingYet'))),
+      value: () => boxes.filter((box) => box.checked).map((box) => box.value),
+    };
+  }
+
+  /** Editable key → value rows (filter conditions, language queues). */
+  function pairEditor({ legend, keyLabel, valueLabel, entries, keySuggestions = [], valueOptions = null, addLabel }) {
+    const rows = [];
+    const suggestions = datalist(keySuggestions);
+    const list = h('div', { class: 'pairs' });
+    const addRow = (key = '', value = '') => {
+      const keyInput = h('input', { value: key, list: suggestions.id, 'aria-label': keyLabel, placeholder: keyLabel,
+        required: true, autocomplete: 'off' });
+      const valueInput = valueOptions
+        ? select('', [['', '—'], ...valueOptions.map((v) => [v, v])], value, { 'aria-label': valueLabel, required: true })
+        : h('input', { value, 'aria-label': valueLabel, placeholder: valueLabel, required: true, autocomplete: 'off' });
+      const entry = { keyInput, valueInput };
+      entry.row = h('div', { class: 'pair' }, keyInput, valueInput, button('×', () => {
+        entry.row.remove();
+        rows.splice(rows.indexOf(entry), 1);
+      }, { class: 'small', 'aria-label': t('remove'), title: t('remove') }));
+      rows.push(entry);
+      list.append(entry.row);
+      return entry;
+    };
+    for (const [key, value] of entries) addRow(key, String(value));
+    return {
+      el: h('fieldset', { class: 'pairs-editor' }, h('legend', {}, legend), suggestions, list,
+        button(addLabel, () => addRow().keyInput.focus(), { class: 'small' })),
+      addRow,
+      value: () => Object.fromEntries(rows.map((r) => [r.keyInput.value.trim(), r.valueInput.value])
+        .filter(([key]) => key)),
+    };
+  }
+
+  /** Run an admin change from a list (errors shown as alerts), then reload the screen. */
+  async function adminAction(run, message) {
+    try {
+      await run();
+      afterAdminChange(message);
+    } catch (error) {
+      if (error.status !== 401) notify(error.message);
+    }
+  }
+
+  function afterAdminChange(message = t('saved')) {
+    notify(message, 'success');
+    app.moveTargets = null;
+    loadAdmin();
+    scheduleRefresh('sidebar');
+  }
+
+  // -------------------------------------------- agents
+
+  function agentsScreen() {
+    const rows = app.admin.agents.map((agent) => {
+      const who = agent.username;
+      return h('tr', { class: agent.valid ? '' : 'is-disabled', dataset: { agent: who } },
+        h('td', {}, h('strong', {}, who), agent.full_name ? h('div', { class: 'muted' }, agent.full_name) : null),
+        h('td', {}, agent.email || ''),
+        h('td', {}, agent.is_admin ? t('yes') : t('no')),
+        h('td', {}, agent.valid ? t('active') : t('disabled')),
+        h('td', { class: 'grants' }, grantSummary(agent.permissions) || '—'),
+        h('td', { class: 'grants' }, [grantSummary(agent.groups), (agent.roles || []).join(', ')]
+          .filter(Boolean).join(' · ') || '—'),
+        h('td', {}, h('div', { class: 'row-actions' },
+          adminButton(t('edit'), `agent:${who}:edit`, () => openAgentDialog(agent), { aria: `${t('edit')} ${who}` }),
+          adminButton(agent.valid ? t('disable') : t('enable'), `agent:${who}:valid`,
+            () => adminAction(() => adminApi(`/agents/${enc(who)}`, { method: 'PATCH', body: { valid: !agent.valid } }),
+              agent.valid ? t('agentDisabled', who) : t('agentEnabled', who)),
+            { aria: `${agent.valid ? t('disable') : t('enable')} ${who}` }),
+          adminButton(t('endSessions'), `agent:${who}:sessions`, () => revokeSessions(who),
+            { aria: `${t('endSessions')} ${who}` }))));
+    });
+    return [
+      adminToolbar(adminButton(`${t('newAgent')}…`, 'new-agent', () => openAgentDialog(null), { primary: true })),
+      adminTable(t('admin.agents'), [t('username'), t('email'), t('administrator'), t('status'),
+        t('queuePermissions'), t('groupsAndRoles'), t('actions')], rows),
+    ];
+  }
+
+  async function revokeSessions(username) {
+    try {
+      const result = await adminApi(`/agents/${enc(username)}/sessions`, { method: 'DELETE' });
+      notify(t('sessionsEnded', result?.revoked ?? 0, username), 'success');
+    } catch (error) {
+      if (error.status !== 401) notify(error.message);
+    }
+  }
+
+  function openAgentDialog(agent) {
+    const { queues, groups, roles } = app.admin;
+    const creating = !agent;
+    const username = h('input', { name: 'username', required: true, maxlength: '64', autocomplete: 'off',
+      autofocus: creating });
+    const password = h('input', { name: 'password', type: 'password', minlength: '8', maxlength: '1024',
+      required: creating, autocomplete: 'new-password', autofocus: !creating });
+    const fullName = h('input', { name: 'full_name', maxlength: '200', value: agent?.full_name || '' });
+    const email = h('input', { name: 'email', type: 'email', maxlength: '320', value: agent?.email || '' });
+    const isAdmin = checkbox(agent?.is_admin, { name: 'is_admin' });
+    const audit = checkbox(agent?.capabilities?.includes('audit'), { name: 'audit' });
+    const queueGrid = permissionGrid(t('queuePermissions'), queues.map((q) => q.name), agent?.permissions);
+    const groupGrid = permissionGrid(t('groupPermissions'), groups.map((g) => g.name), agent?.groups);
+    const roleList = checkList(t('roles'), roles.map((r) => r.name), agent?.roles || []);
+    openDialog({
+      title: creating ? t('newAgent') : t('editAgent', agent.username),
+      fields: [
+        creating ? field(t('username'), username) : null,
+        field(creating ? t('password') : t('newPassword'), password),
+        field(t('fullName'), fullName),
+        field(t('email'), email),
+        h('div', { class: 'checks' }, checkField(t('administrator'), isAdmin), checkField(t('auditCapability'), audit)),
+        queueGrid.el,
+        groupGrid.el,
+        roleList.el,
+      ],
+      submitLabel: t('save'),
+      wide: true,
+      onSubmit: async () => {
+        const body = {
+          full_name: fullName.value.trim(),
+          email: email.value.trim() || null,
+          is_admin: isAdmin.checked,
+          capabilities: audit.checked ? ['audit'] : [],
+          permissions: queueGrid.value(),
+          groups: groupGrid.value(),
+          roles: roleList.value(),
+        };
+        if (password.value) body.password = password.value;
+        if (creating) {
+          const name = username.value.trim();
+          await adminApi('/agents', { method: 'POST', body: { username: name, ...body } });
+          afterAdminChange(t('agentCreated', name));
+        } else {
+          await adminApi(`/agents/${enc(agent.username)}`, { method: 'PATCH', body });
+          afterAdminChange(t('saved'));
+        }
+      },
+    });
+  }
+
+  // -------------------------------------------- groups and roles
+
+  function groupsScreen() {
+    const { groups, roles } = app.admin;
+    const groupRows = groups.map((g) => h('tr', { dataset: { group: g.name } },
+      h('td', {}, g.name), h('td', {}, g.comment || ''), h('td', {}, (g.queues || []).join(', ') || '—')));
+    const roleRows = roles.map((r) => h('tr', { dataset: { role: r.name } },
+      h('td', {}, r.name), h('td', {}, r.comment || ''),
+      h('td', { class: 'grants' }, grantSummary(r.permissions) || '—'),
+      h('td', { class: 'grants' }, grantSummary(r.groups) || '—'),
+      h('td', {}, adminButton(t('edit'), `role:${r.name}`, () => openRoleDialog(r), { aria: `${t('edit')} ${r.name}` }))));
+    return [
+      h('h2', {}, t('groups')),
+      h('p', { class: 'muted' }, t('groupsHelp')),
+      adminToolbar(adminButton(`${t('newGroup')}…`, 'new-group', openGroupDialog, { primary: true })),
+      adminTable(t('groups'), [t('name'), t('comment'), t('queues')], groupRows),
+      h('h2', {}, t('roles')),
+      h('p', { class: 'muted' }, t('rolesHelp')),
+      adminToolbar(adminButton(`${t('newRole')}…`, 'new-role', () => openRoleDialog(null), { primary: true })),
+      adminTable(t('roles'), [t('name'), t('comment'), t('queuePermissions'), t('groupPermissions'), t('actions')],
+        roleRows),
+    ];
+  }
+
+  function openGroupDialog() {
+    const name = h('input', { name: 'name', required: true, maxlength: '100', autocomplete: 'off', autofocus: true });
+    const comment = h('input', { name: 'comment', maxlength: '500' });
+    openDialog({
+      title: t('newGroup'),
+      fields: [field(t('name'), name), field(t('comment'), comment)],
+      submitLabel: t('save'),
+      onSubmit: async () => {
+        await adminApi('/groups', { method: 'POST', body: { name: name.value.trim(), comment: comment.value } });
+        afterAdminChange(t('saved'));
+      },
+    });
+  }
+
+  function openRoleDialog(role) {
+    const { queues, groups } = app.admin;
+    const creating = !role;
+    const name = h('input', { name: 'name', required: true, maxlength: '100', autocomplete: 'off', autofocus: true });
+    const comment = h('input', { name: 'comment', maxlength: '500', value: role?.comment || '', autofocus: !creating });
+    const queueGrid = permissionGrid(t('queuePermissions'), queues.map((q) => q.name), role?.permissions);
+    const groupGrid = permissionGrid(t('groupPermissions'), groups.map((g) => g.name), role?.groups);
+    openDialog({
+      title: creating ? t('newRole') : t('editRole', role.name),
+      fields: [creating ? field(t('name'), name) : null, field(t('comment'), comment), queueGrid.el, groupGrid.el],
+      submitLabel: t('save'),
+      wide: true,
+      onSubmit: async () => {
+        const roleName = creating ? name.value.trim() : role.name;
+        const body = { comment: comment.value, permissions: queueGrid.value(), groups: groupGrid.value() };
+        await adminApi(`/roles/${enc(roleName)}`, { method: 'PUT', body });
+        afterAdminChange(t('saved'));
+      },
+    });
+  }
+
+  // -------------------------------------------- queues
+
+  function queuesScreen() {
+    const rows = app.admin.queues.map((q) => h('tr', { dataset: { queue: q.name } },
+      h('td', {}, h('strong', {}, q.name), q.comment ? h('div', { class: 'muted' }, q.comment) : null),
+      h('td', {}, q.group || '—'),
+      h('td', {}, q.parent || '—'),
+      h('td', {}, q.system_address || '—'),
+      h('td', {}, t(`followUp.${q.follow_up_policy || 'reopen'}`)),
+      h('td', {}, q.unlock_timeout_minutes ? t('minutes', q.unlock_timeout_minutes) : '—'),
+      h('td', {}, `${openCount(q)} / ${q.total ?? 0}`),
+      h('td', {}, q.configured === false ? t('notConfigured') : q.valid === false ? t('disabled') : t('active')),
+      h('td', {}, adminButton(t('edit'), `queue:${q.name}`, () => openQueueDialog(q), { aria: `${t('edit')} ${q.name}` }))));
+    return [
+      adminToolbar(adminButton(`${t('newQueue')}…`, 'new-queue', () => openQueueDialog(null), { primary: true })),
+      adminTable(t('admin.queues'), [t('name'), t('group'), t('parentQueue'), t('systemAddress'), t('followUpPolicy'),
+        t('unlockTimeout'), t('openTotal'), t('status'), t('actions')], rows),
+    ];
+  }
+
+  function autoResponseEditor(kind, current) {
+    const initial = current ? (current.enabled === false ? 'off' : 'on') : 'default';
+    const mode = select('', [['default', t('autoDefault')], ['on', t('autoOn')], ['off', t('autoOff')]], initial);
+    const subject = h('input', { value: current?.subject || '', maxlength: '500' });
+    const body = h('textarea', { rows: '4' }, current?.body || '');
+    const texts = h('div', { class: 'auto-texts' }, field(t('subject'), subject), field(t('text'), body));
+    const sync = () => {
+      texts.hidden = mode.value === 'default';
+      subject.required = mode.value === 'on';
+      body.required = mode.value === 'on';
+    };
+    mode.addEventListener('change', sync);
+    sync();
+    return {
+      kind,
+      el: h('fieldset', { class: 'auto-response' }, h('legend', {}, t(`auto.${kind}`)), field(t('autoMode'), mode), texts),
+      value: () => (mode.value === 'default' ? null
+        : { enabled: mode.value === 'on', subject: subject.value, body: body.value }),
+    };
+  }
+
+  function openQueueDialog(queue) {
+    const { queues, groups, addresses } = app.admin;
+    const creating = !queue;
+    const q = queue || {};
+    const groupList = datalist(groups.map((g) => g.name));
+    const addressList = datalist(addresses.map((a) => a.email));
+    const name = h('input', { name: 'name', required: true, maxlength: '200', autocomplete: 'off', autofocus: true });
+    const group = h('input', { name: 'group', required: true, maxlength: '100', value: q.group || '',
+      list: groupList.id, autocomplete: 'off', autofocus: !creating });
+    const parents = queues.filter((other) => other.name !== q.name).map((other) => [other.name, other.name]);
+    const parent = select('parent', [['', t('none')], ...parents], q.parent || '');
+    const comment = h('input', { name: 'comment', maxlength: '500', value: q.comment || '' });
+    const address = h('input', { name: 'system_address', type: 'email', required: true, list: addressList.id,
+      value: q.system_address || addresses[0]?.email || '', autocomplete: 'off' });
+    const displayName = h('input', { name: 'display_name', maxlength: '200',
+      value: q.display_name ?? QUEUE_DEFAULTS.display_name });
+    const salutation = h('textarea', { name: 'salutation', rows: '2' }, q.salutation ?? QUEUE_DEFAULTS.salutation);
+    const signature = h('textarea', { name: 'signature', rows: '3' }, q.signature ?? QUEUE_DEFAULTS.signature);
+    const followUp = select('follow_up_policy', FOLLOW_UP_POLICIES.map((p) => [p, t(`followUp.${p}`)]),
+      q.follow_up_policy || 'reopen');
+    const unlock = numberInput('unlock_timeout_minutes', q.unlock_timeout_minutes);
+    const firstResponse = numberInput('first_response_minutes', q.first_response_minutes);
+    const valid = checkbox(q.valid !== false, { name: 'valid' });
+    const responses = AUTO_RESPONSE_KINDS.map((kind) => autoResponseEditor(kind, q.auto_responses?.[kind]));
+    openDialog({
+      title: creating ? t('newQueue') : t('editQueue', q.name),
+      fields: [
+        groupList, addressList,
+        creating ? field(t('name'), name) : null,
+        h('p', { class: 'muted' }, t('subQueueHelp')),
+        field(t('group'), group),
+        field(t('parentQueue'), parent),
+        field(t('comment'), comment),
+        field(t('systemAddress'), address),
+        field(t('displayName'), displayName),
+        field(t('salutation'), salutation),
+        field(t('signature'), signature),
+        field(t('followUpPolicy'), followUp),
+        field(t('unlockTimeoutMinutes'), unlock),
+        field(t('firstResponseMinutes'), firstResponse),
+        checkField(t('queueValid'), valid),
+        h('h3', {}, t('autoResponses')),
+        responses.map((r) => r.el),
+      ],
+      submitLabel: t('save'),
+      wide: true,
+      onSubmit: async () => {
+        const queueName = creating ? name.value.trim() : q.name;
+        const autoResponses = {};
+        for (const response of responses) {
+          const value = response.value();
+          if (value) autoResponses[response.kind] = value;
+        }
+        const body = {
+          group: group.value.trim(),
+          parent: parent.value || null,
+          comment: comment.value,
+          system_address: address.value.trim(),
+          display_name: displayName.value,
+          salutation: salutation.value,
+          signature: signature.value,
+          follow_up_policy: followUp.value,
+          unlock_timeout_minutes: Number(unlock.value || 0),
+          first_response_minutes: Number(firstResponse.value || 0),
+          auto_responses: autoResponses,
+          valid: valid.checked,
+        };
+        await adminApi(`/queues/${enc(queueName)}`, { method: 'PUT', body });
+        afterAdminChange(t('queueSaved', queueName));
+      },
+    });
+  }
+
+  // -------------------------------------------- templates (standard responses)
+
+  function templatesScreen() {
+    const rows = app.admin.templates.map((tpl) => h('tr', { dataset: { template: tpl.id } },
+      h('td', {}, h('strong', {}, tpl.name), h('div', { class: 'muted' }, tpl.id)),
+      h('td', {}, (tpl.queues || []).join(', ') || t('allQueues')),
+      h('td', { class: 'excerpt' }, (tpl.body || '').slice(0, 160)),
+      h('td', {}, h('div', { class: 'row-actions' },
+        adminButton(t('edit'), `template:${tpl.id}:edit`, () => openTemplateDialog(tpl), { aria: `${t('edit')} ${tpl.name}` }),
+        adminButton(t('delete'), `template:${tpl.id}:delete`, () => {
+          if (!window.confirm(t('confirmDelete', tpl.name))) return;
+          adminAction(() => adminApi(`/templates/${enc(tpl.id)}`, { method: 'DELETE' }), t('deleted'));
+        }, { aria: `${t('delete')} ${tpl.name}` })))));
+    return [
+      h('p', { class: 'muted' }, t('templatesHelp')),
+      adminToolbar(adminButton(`${t('newTemplate')}…`, 'new-template', () => openTemplateDialog(null), { primary: true })),
+      adminTable(t('admin.templates'), [t('name'), t('queues'), t('text'), t('actions')], rows),
+    ];
+  }
+
+  function slug(text) {
+    const base = text.toLowerCase().normalize('NFKD').replace(/[^a-z0-9]+/g, '-').replace(/^-+|-+$/g, '');
+    return base || `template-${Date.now().toString(36)}`;
+  }
+
+  function openTemplateDialog(template) {
+    const creating = !template;
+    const name = h('input', { name: 'name', required: true, maxlength: '200', value: template?.name || '',
+      autocomplete: 'off', autofocus: true });
+    const id = h('input', { name: 'id', maxlength: '200', autocomplete: 'off', placeholder: t('templateIdHelp') });
+    const body = h('textarea', { name: 'body', rows: '10', required: true }, template?.body || '');
+    const queueList = checkList(t('queues'), app.admin.queues.map((q) => q.name), template?.queues || [],
+      t('templateQueuesHelp'));
+    openDialog({
+      title: creating ? t('newTemplate') : t('editTemplate', template.name),
+      fields: [field(t('name'), name), creating ? field(t('templateId'), id) : null, field(t('text'), body), queueList.el],
+      submitLabel: t('save'),
+      wide: true,
+      onSubmit: async () => {
+        const templateId = creating ? id.value.trim() || slug(name.value) : template.id;
+        const payload = { name: name.value.trim(), body: body.value, queues: queueList.value() };
+        await adminApi(`/templates/${enc(templateId)}`, { method: 'PUT', body: payload });
+        afterAdminChange(t('saved'));
+      },
+    });
+  }
+
+  // -------------------------------------------- postmaster filters
+
+  function actionSummary(actions) {
+    return Object.entries(actions || {})
+      .filter(([, value]) => value !== false && value !== null && value !== '')
+      .map(([key, value]) => (value === true ? key : `${key} = ${value}`)).join(' · ');
+  }
+
+  function filtersScreen() {
+    const rows = app.admin.filters.map((f) => h('tr', { dataset: { filter: f.filter_id } },
+      h('td', {}, String(f.position ?? 0)),
+      h('td', {}, h('strong', {}, f.name)),
+      h('td', {}, f.enabled === false ? t('disabled') : t('active')),
+      h('td', { class: 'grants' }, Object.entries(f.match || {}).map(([key, pattern]) => `${key} ~ ${pattern}`)
+        .join(' · ')),
+      h('td', { class: 'grants' }, actionSummary(f.actions) || '—'),
+      h('td', {}, h('div', { class: 'row-actions' },
+        adminButton(t('edit'), `filter:${f.filter_id}:edit`, () => openFilterDialog(f), { aria: `${t('edit')} ${f.name}` }),
+        adminButton(t('delete'), `filter:${f.filter_id}:delete`, () => {
+          if (!window.confirm(t('confirmDelete', f.name))) return;
+          adminAction(() => adminApi(`/filters/${enc(f.filter_id)}`, { method: 'DELETE' }), t('deleted'));
+        }, { aria: `${t('delete')} ${f.name}` })))));
+    return [
+      h('p', { class: 'muted' }, t('filtersHelp')),
+      adminToolbar(adminButton(`${t('newFilter')}…`, 'new-filter', () => openFilterDialog(null), { primary: true })),
+      adminTable(t('admin.filters'), [t('position'), t('name'), t('status'), t('conditions'), t('filterActions'),
+        t('actions')], rows),
+    ];
+  }
+
+  function openFilterDialog(filter) {
+    const creating = !filter;
+    const actions = filter?.actions || {};
+    const name = h('input', { name: 'name', required: true, maxlength: '200', value: filter?.name || '',
+      autocomplete: 'off', autofocus: true });
+    const position = numberInput('position', filter?.position ?? (app.admin.filters.length + 1) * 10);
+    const enabled = checkbox(filter ? filter.enabled !== false : true, { name: 'enabled' });
+    const conditions = pairEditor({
+      legend: t('conditions'), keyLabel: t('header'), valueLabel: t('pattern'),
+      entries: Object.entries(filter?.match || {}), keySuggestions: FILTER_FIELDS, addLabel: t('addCondition'),
+    });
+    if (creating) conditions.addRow();
+    const queue = select('set_queue', [['', t('unchanged')], ...app.admin.queues.map((q) => [q.name, q.name])],
+      actions.set_queue || '');
+    const priority = select('set_priority', [['', t('unchanged')], ...PRIORITIES.map((p) => [p, priorityLabel(p)])],
+      actions.set_priority ?? '');
+    const title = h('input', { name: 'set_title', maxlength: '300', value: actions.set_title || '' });
+    const flags = FILTER_FLAGS.map((flag) => [flag, checkbox(actions[flag], { name: flag })]);
+    openDialog({
+      title: creating ? t('newFilter') : t('editFilter', filter.name),
+      fields: [
+        field(t('name'), name),
+        field(t('position'), position),
+        checkField(t('filterEnabled'), enabled),
+        h('p', { class: 'muted' }, t('conditionsHelp')),
+        conditions.el,
+        h('fieldset', { class: 'filter-actions' }, h('legend', {}, t('filterActions')),
+          field(t('setQueue'), queue), field(t('setPriority'), priority), field(t('setTitle'), title),
+          h('div', { class: 'checks' }, flags.map(([flag, box]) => checkField(t(`filter.${flag}`), box)))),
+      ],
+      submitLabel: t('save'),
+      wide: true,
+      onSubmit: async () => {
+        const match = conditions.value();
+        if (!Object.keys(match).length) throw new Error(t('needCondition'));
+        const known = new Set(['set_queue', 'set_priority', 'set_title', ...FILTER_FLAGS]);
+        const chosen = Object.fromEntries(Object.entries(actions).filter(([key]) => !known.has(key)));
+        if (queue.value) chosen.set_queue = queue.value;
+        if (priority.value) chosen.set_priority = Number(priority.value);
+        if (title.value.trim()) chosen.set_title = title.value.trim();
+        for (const [flag, box] of flags) if (box.checked) chosen[flag] = true;
+        const body = { name: name.value.trim(), position: Number(position.value || 0), match, actions: chosen,
+          enabled: enabled.checked };
+        if (creating) await adminApi('/filters', { method: 'POST', body });
+        else await adminApi(`/filters/${enc(filter.filter_id)}`, { method: 'PUT', body });
+        afterAdminChange(t('saved'));
+      },
+    });
+  }
+
+  // -------------------------------------------- system addresses
+
+  function addressesScreen() {
+    const rows = app.admin.addresses.map((a) => h('tr', { dataset: { address: a.email } },
+      h('td', {}, h('strong', {}, a.email)),
+      h('td', {}, a.display_name || ''),
+      h('td', {}, a.queue || ''),
+      h('td', {}, Object.entries(a.language_queues || {}).map(([lang_, queue]) => `${lang_} → ${queue}`)
+        .join(' · ') || '—'),
+      h('td', {}, h('div', { class: 'row-actions' },
+        adminButton(t('edit'), `address:${a.email}:edit`, () => openAddressDialog(a), { aria: `${t('edit')} ${a.email}` }),
+        adminButton(t('delete'), `address:${a.email}:delete`, () => {
+          if (!window.confirm(t('confirmDelete', a.email))) return;
+          adminAction(() => adminApi(`/system-addresses/${enc(a.email)}`, { method: 'DELETE' }), t('deleted'));
+        }, { aria: `${t('delete')} ${a.email}` })))));
+    return [
+      h('p', { class: 'muted' }, t('addressesHelp')),
+      adminToolbar(adminButton(`${t('newAddress')}…`, 'new-address', () => openAddressDialog(null), { primary: true })),
+      adminTable(t('admin.addresses'), [t('email'), t('displayName'), t('queue'), t('languageQueues'), t('actions')],
+        rows),
+    ];
+  }
+
+  function openAddressDialog(address) {
+    const creating = !address;
+    const names = app.admin.queues.map((q) => q.name);
+    const email = h('input', { name: 'email', type: 'email', required: true, maxlength: '320', autocomplete: 'off',
+      autofocus: true });
+    const queue = select('queue', names.map((n) => [n, n]), address?.queue || names[0] || '', { required: true });
+    const displayName = h('input', { name: 'display_name', maxlength: '200', value: address?.display_name || '',
+      autofocus: !creating });
+    const languages = pairEditor({
+      legend: t('languageQueues'), keyLabel: t('languageCode'), valueLabel: t('queue'),
+      entries: Object.entries(address?.language_queues || {}), keySuggestions: LANGUAGES, valueOptions: names,
+      addLabel: t('addLanguageQueue'),
+    });
+    openDialog({
+      title: creating ? t('newAddress') : t('editAddress', address.email),
+      fields: [
+        creating ? field(t('email'), email) : null,
+        field(t('queue'), queue),
+        field(t('displayName'), displayName),
+        h('p', { class: 'muted' }, t('languageQueuesHelp')),
+        languages.el,
+      ],
+      submitLabel: t('save'),
+      wide: true,
+      onSubmit: async () => {
+        const target = creating ? email.value.trim().toLowerCase() : address.email;
+        const body = { queue: queue.value, display_name: displayName.value, language_queues: languages.value() };
+        await adminApi(`/system-addresses/${enc(target)}`, { method: 'PUT', body });
+        afterAdminChange(t('saved'));
+      },
+    });
+  }
+
   // ------------------------------------------------------------------ live updates
 
   function startLive() {
@@ -1398,7 +2187,7 @@
 
   function scheduleRefresh(kind) {
     const timers = app.live.timers;
-    clearTimeout(timers.get(kind));
+    if (timers.has(kind)) return; // one refresh is already due: a burst of events never postpones it
     timers.set(kind, setTimeout(() => {
       timers.delete(kind);
       if (!app.me) return;
