@@ -26,6 +26,7 @@ lint: install
 
 bench: install
 	$(PY) -m bench.foundation
+	$(PY) -m bench.e2e
 
 clean-data:
 	rm -rf .data
