@@ -111,11 +111,11 @@ class Consumer:
         self.status = ConsumerStatus()
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
-        self._stop = asyncio.Event()
+        self._stopping = asyncio.Event()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; reconnects when the broker goes away."""
-        self._stop = stop
+        self._stopping = stop
         while not stop.is_set():
             try:
                 await self._start()
@@ -181,9 +181,9 @@ class Consumer:
                 return True
             except INFRASTRUCTURE_ERRORS as exc:
                 logger.warning("consumer %s: infrastructure unavailable, waiting: %r", self.name, exc)
-                if self._stop.is_set():
+                if self._stopping.is_set():
                     return False
-                await _sleep_unless(self._stop, pause)
+                await _sleep_unless(self._stopping, pause)
                 pause = min(pause * 2, 10.0)
 
     async def _handle_batch(self, records: list[ConsumerRecord]) -> None:
