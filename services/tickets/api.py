@@ -11,12 +11,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from email.utils import getaddresses
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field, create_model
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 
 from services.tickets import queries, store
 from services.tickets.actions import Actions
@@ -29,6 +30,9 @@ from services.tickets.errors import (
     TicketIsMerged,
 )
 from shared.events import QueueConfigured
+
+# A page beyond this is a 422 naming `page` (its OFFSET would overflow PostgreSQL's bigint).
+MAX_PAGE = 1_000_000
 
 # --------------------------------------------------------------------------- errors
 
@@ -44,6 +48,10 @@ _STATUS = {
     "ticket_removed": 409,
     "not_merged": 409,
     "ticket_exists": 409,
+    "event_not_found": 404,
+    "customer_not_found": 404,
+    "rebuild_not_found": 404,
+    "rebuild_running": 409,
 }
 
 
@@ -134,6 +142,16 @@ class AnswerBody(Body):
     pending_until: datetime | None = None
     customer_name: str | None = None
     agent_name: str | None = None
+
+    @field_validator("to", "cc")
+    @classmethod
+    def _addresses(cls, values: list[str] | None) -> list[str] | None:
+        """Each one address (``a@b`` or ``Name <a@b>``): else notify could never send the answer."""
+        for value in values or []:
+            pairs = getaddresses([value])
+            if len(pairs) != 1 or "@" not in pairs[0][1].strip("@"):
+                raise ValueError(f"not a single email address: {value!r}")
+        return values
 
 
 class MergeBody(Body):
@@ -262,7 +280,7 @@ def build_router(tickets: Tickets) -> APIRouter:
         customer: str | None = None,
         sort: str = "created_at",
         order: str = "desc",
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
         page_size: int | None = None,
     ) -> Json:
         if sort not in store.SORT_COLUMNS:
@@ -305,7 +323,7 @@ def build_router(tickets: Tickets) -> APIRouter:
     async def search(
         q: Annotated[str, Query(min_length=1)],
         queues: str | None = None,
-        page: Annotated[int, Query(ge=1)] = 1,
+        page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
         page_size: int | None = None,
     ) -> Json:
         return await queries.search(tickets.pool, q, _names(queues), page, page_size_of(page_size))

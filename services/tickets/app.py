@@ -7,8 +7,10 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.tickets.api import build_router, install_error_handlers
+from services.tickets.audit_api import build_audit_router
 from services.tickets.commands import Tickets
 from services.tickets.handlers import delivery_handler, routed_handler
+from services.tickets.jobs import RebuildJobs
 from services.tickets.settings import TicketsSettings
 from services.tickets.timers import run_timers
 from shared.events import TOPIC_DELIVERY_EVENTS, TOPIC_TICKET_ROUTED
@@ -35,8 +37,16 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
         if settings.timer_interval_seconds > 0:
             svc.spawn(lambda: run_timers(tickets, svc.stopping), "timers")
 
+    jobs = RebuildJobs(lambda: service.db)
+
+    async def stop_jobs(svc: Service) -> None:
+        await jobs.stop()
+
     service.on_start.append(start_timers)
-    app = create_service_app(service, title="Firstline tickets", routers=[build_router(tickets)])
+    service.on_stop.append(stop_jobs)
+    routers = [build_router(tickets), build_audit_router(tickets, jobs)]
+    app = create_service_app(service, title="Firstline tickets", routers=routers)
     install_error_handlers(app)
     app.state.tickets = tickets
+    app.state.rebuild_jobs = jobs
     return app

@@ -34,6 +34,7 @@ from services.tickets.domain import (
 )
 from services.tickets.errors import FollowUpMakesNewTicket, TicketIsMerged, TicketIsRemoved, TicketNotFound
 from services.tickets.numbers import DateChecksumGenerator
+from services.tickets.privacy import Vault, decrypt_all, kids_of
 from services.tickets.projections import Projector, list_row
 from services.tickets.settings import TicketsSettings
 from services.tickets.state import fold
@@ -41,6 +42,7 @@ from shared.envelope import Envelope, make_envelope, utcnow
 from shared.events import TOPIC_TICKET_EVENTS, EventData, TicketRouted
 from shared.eventstore import ConcurrencyError, EventStore
 from shared.logs import correlation_id
+from shared.outbox import enqueue
 
 # Ticket ids of mail-born tickets are derived from the mail id, so a decision about the same
 # mail always lands on the same stream (redelivery finds the ticket and changes nothing).
@@ -123,6 +125,7 @@ class Tickets:
         self._pool = pool
         self._events = events
         self.projector = Projector()
+        self.vault = Vault()
         counter = PostgresDayCounter(pool, settings.ticket_number_block)
         self.numbers = DateChecksumGenerator(counter, settings.ticket_system_id)
         self.topic = settings.topic(TOPIC_TICKET_EVENTS)
@@ -141,7 +144,12 @@ class Tickets:
     # ------------------------------------------------------------------ loading
 
     async def load(self, conn: asyncpg.Connection, stream_id: str) -> Ticket | None:
-        """The ticket from its latest snapshot and the events after it."""
+        """The ticket from its latest snapshot and the events after it, decrypted.
+
+        The ticket's subject keys are share-locked first (``privacy``): an erasure waits for
+        this command, or this command reads the keys as erased.
+        """
+        keys = await self.vault.lock(conn, stream_id)
         start: Ticket | None = None
         snapshot = await store.load_snapshot(conn, stream_id)
         if snapshot is not None:
@@ -150,7 +158,10 @@ class Tickets:
             except ValueError:
                 start = None  # a snapshot of an older format: fold the whole stream
         after = start.version if start else 0
-        return fold(await self.events.read_stream(stream_id, after_version=after, conn=conn), start)
+        tail = await self.events.read_stream(stream_id, after_version=after, conn=conn)
+        if kids_of(tail) - keys.keys():
+            return fold(await self.vault.open(conn, tail), start)
+        return fold(decrypt_all(tail, keys), start)
 
     # ------------------------------------------------------------------ writing
 
@@ -173,7 +184,12 @@ class Tickets:
             for e in events
         ]
         expected = ticket.version if ticket else 0
-        sealed = await self.events.append(stream_id, expected, envelopes, publish_to=self.topic, conn=conn)
+        stored = await self.events.append(
+            stream_id, expected, await self.vault.seal(conn, stream_id, envelopes), conn=conn
+        )
+        # The chain covers the stored (encrypted) data; Kafka and the read models get plaintext.
+        sealed = [s.model_copy(update={"data": e.data}) for s, e in zip(stored, envelopes, strict=True)]
+        await enqueue(conn, self.topic, sealed)
         await self.projector.project(conn, sealed, known={stream_id: list_row(ticket)})
         after = fold(sealed, ticket)
         await self._snapshot_if_due(conn, expected, after)

@@ -130,3 +130,19 @@ class MailNotFound(TicketError):
 
 class TemplateNotFound(TicketError):
     code = "template_not_found"
+
+
+class EventNotFound(TicketError):
+    code = "event_not_found"
+
+
+class CustomerNotFound(TicketError):
+    code = "customer_not_found"
+
+
+class RebuildNotFound(TicketError):
+    code = "rebuild_not_found"
+
+
+class RebuildRunning(TicketError):
+    code = "rebuild_running"

@@ -257,7 +257,15 @@ class Projector:
         await self.write(conn, result)
         return result
 
-    async def write(self, conn: asyncpg.Connection, result: Plan) -> None:
+    async def replace(self, conn: asyncpg.Connection, streams: dict[str, list[Envelope]]) -> Plan:
+        """Project whole ticket streams anew over their rows (erasure: the same events now
+        read differently). Queue, state and lock don't change, so the counts stay."""
+        await store.delete_ticket_rows(conn, sorted(streams))
+        result = plan([e for ticket_id in sorted(streams) for e in streams[ticket_id]], {}, {})
+        await self.write(conn, result, counts=False)
+        return result
+
+    async def write(self, conn: asyncpg.Connection, result: Plan, *, counts: bool = True) -> None:
         if result.tickets:
             await store.upsert_tickets(conn, [ticket_row(t) for _, t in sorted(result.tickets.items())])
         if result.articles:
@@ -266,7 +274,7 @@ class Projector:
             await store.set_deliveries(conn, result.deliveries)
         if result.mails:
             await store.insert_mails(conn, result.mails)
-        deltas = result.count_deltas()
+        deltas = result.count_deltas() if counts else []
         if deltas:
             await store.add_count_deltas(conn, deltas)
         if result.queues:

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
 from services.tickets import store, views
-from services.tickets.errors import MailNotFound, TemplateNotFound, TicketNotFound
+from services.tickets.errors import EventNotFound, MailNotFound, TemplateNotFound, TicketNotFound
+from services.tickets.privacy import Vault
+from services.tickets.report import render_report
 from services.tickets.state import fold, state_at
+from shared.envelope import Envelope
 from shared.eventstore import EventStore
+
+vault = Vault()
 
 
 async def zoom(db: store.Db, number: str) -> dict[str, Any]:
@@ -68,30 +73,114 @@ async def mail(db: store.Db, mail_id: str) -> dict[str, Any]:
     }
 
 
+def _aware(at: datetime) -> datetime:
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
 async def history(db: store.Db, events: EventStore, number: str, at: datetime | None) -> dict[str, Any]:
-    """Every event of the ticket up to ``at`` (all when None) with its description and hash,
-    and the ticket as those events leave it: time travel is a fold of a prefix."""
+    """Every event of the ticket up to ``at`` (all when None), decrypted, with its description,
+    hash and links (mail, router decision, replies, deliveries, causation), and the ticket as
+    those events leave it: time travel is a fold of a prefix."""
     ticket_id = await store.ticket_id_by_number(db, number)
     if ticket_id is None:
         raise TicketNotFound(f"no ticket {number}")
-    stream = await events.read_stream(ticket_id)
+    stream = await vault.open(db, await events.read_stream(ticket_id))
+    links = await _links(db, stream)
     if at is not None:
-        at = at if at.tzinfo else at.replace(tzinfo=UTC)
+        at = _aware(at)
         stream = [e for e in stream if e.occurred_at <= at]
     ticket = state_at(stream, at) if at is not None else fold(stream)
     return {
         "at": at.isoformat() if at else None,
         "ticket_id": ticket_id,
         "ticket": ticket.model_dump(mode="json") if ticket else None,
-        "events": [views.history_event(e) for e in stream],
+        "events": [views.history_event(e, links[e.event_id]) for e in stream],
+    }
+
+
+async def _links(db: store.Db, stream: Sequence[Envelope]) -> dict[str, dict[str, Any]]:
+    caused = await store.caused_events(db, [e.event_id for e in stream])
+    return views.event_links(stream, {cause: [r["event_id"] for r in refs] for cause, refs in caused.items()})
+
+
+async def event(db: store.Db, events: EventStore, event_id: str) -> dict[str, Any]:
+    """One event (decrypted), its ticket, and the events it caused and that caused it."""
+    stream_id = await store.event_stream_of(db, event_id)
+    if stream_id is None:
+        raise EventNotFound(f"no event {event_id}")
+    stream = await vault.open(db, await events.read_stream(stream_id))
+    found = next(e for e in stream if e.event_id == event_id)
+    links = (await _links(db, stream))[event_id]
+    causes = await store.event_refs(db, [found.causation_id] if found.causation_id else [])
+    caused = await store.caused_events(db, [event_id])
+    row = await store.ticket_row_by_id(db, stream_id)
+    return {
+        "event": views.history_event(found, links),
+        "stream_id": stream_id,
+        "ticket_number": row["number"] if row else None,
+        "queue": row["queue"] if row else None,
+        "caused_by": _cause(found, causes, links),
+        "caused": caused.get(event_id, []),
+    }
+
+
+def _cause(e: Envelope, found: dict[str, dict[str, Any]], links: dict[str, Any]) -> dict[str, Any] | None:
+    if e.causation_id is None:
+        return None
+    ref = found.get(e.causation_id)
+    if ref is not None:
+        return {**ref, "in_store": True}
+    return {"event_id": e.causation_id, "in_store": False, **links.get("caused_by", {})}
+
+
+async def queue_at(db: store.Db, name: str, at: datetime, page: int = 1, page_size: int = 100) -> dict[str, Any]:
+    """The tickets that were in queue ``name`` at ``at``: each ticket ever put there (created
+    in it or moved into it by then) folded up to ``at``, kept if it was there then."""
+    at = _aware(at)
+    ids = await store.streams_ever_in_queue(db, name, at)
+    streams: dict[str, list[Envelope]] = {}
+    for e in await vault.open(db, [e for s in (await store.read_streams(db, ids, at)).values() for e in s]):
+        streams.setdefault(e.stream_id, []).append(e)
+    there = [t for t in (fold(s) for s in streams.values()) if t and t.queue == name]
+    there.sort(key=lambda t: (t.created_at, t.ticket_id))
+    counts: dict[str, int] = {}
+    for t in there:
+        counts[t.state] = counts.get(t.state, 0) + 1
+    items = [views.ticket_at(t) for t in there[(page - 1) * page_size : page * page_size]]
+    return {
+        **views.page(len(there), items, page, page_size),
+        "queue": name,
+        "at": at.isoformat(),
+        "counts": dict(sorted(counts.items())),
+        "locked": sum(1 for t in there if t.lock is not None),
     }
 
 
 async def export(db: store.Db, events: EventStore, number: str) -> bytes:
+    """The ticket's events as stored (personal values encrypted): each line verifies."""
     ticket_id = await store.ticket_id_by_number(db, number)
     if ticket_id is None:
         raise TicketNotFound(f"no ticket {number}")
     return b"".join(e.to_json() + b"\n" for e in await events.read_stream(ticket_id))
+
+
+async def export_range(pool: asyncpg.Pool, start: datetime, end: datetime, chunk: int = 500) -> AsyncIterator[bytes]:
+    """Every event that occurred in [start, end), as stored, in commit order, as JSON Lines."""
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        lines: list[bytes] = []
+        async for row in conn.cursor(store.range_query(), _aware(start), _aware(end), prefetch=2000):
+            lines.append(store.envelope_of(row).to_json() + b"\n")
+            if len(lines) >= chunk:
+                yield b"".join(lines)
+                lines = []
+        if lines:
+            yield b"".join(lines)
+
+
+async def report(db: store.Db, events: EventStore, number: str) -> str:
+    """The ticket and its whole history as a printable HTML page."""
+    ticket = await zoom(db, number)
+    return render_report(ticket, await history(db, events, number, None), datetime.now(UTC))
 
 
 async def verify(events: EventStore) -> dict[str, Any]:

@@ -22,25 +22,28 @@ import argparse
 import asyncio
 import gc
 import hashlib
+import inspect
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 
 import asyncpg
 import orjson
 
 from services.tickets import store
-from services.tickets.app import MIGRATIONS
+from services.tickets.privacy import Vault
 from services.tickets.projections import Projector
 from services.tickets.settings import TicketsSettings
 from shared.db import create_pool, migrate
 from shared.envelope import Envelope
 from shared.eventstore import EventStore, Position
 
+MIGRATIONS = Path(__file__).parent / "migrations"
 Digests = dict[str, tuple[int, str]]
-Progress = Callable[[int, float], None]
+Progress = Callable[[int, float], Awaitable[None] | None]
 
 
 @dataclass
@@ -92,33 +95,43 @@ async def digest(pool: asyncpg.Pool, schema: str = "public") -> str:
     return combined_digest(await store.table_digests(pool, schema))
 
 
+Page = tuple[list[tuple[Position, Envelope]], list[Envelope]]
+
+
+async def _read_page(pool: asyncpg.Pool, after: Position, batch: int) -> Page:
+    """A page of the log after ``after``, as stored and decrypted."""
+    page = await EventStore(pool).read_all(after, batch)
+    return page, await Vault().open(pool, [envelope for _, envelope in page])
+
+
 async def project_log(pool: asyncpg.Pool, schema: str, *, batch: int = 5000, progress: Progress | None = None) -> int:
     """Project the whole log (from the saved position on) into ``schema``; returns events done.
 
-    The next page of the log is read while the current one is projected (the reader and the
-    writer are separate connections), and the garbage collector is paused: the fold makes
-    many short-lived objects and no cycles, and collecting them costs a third of the time.
+    The next page of the log is read and decrypted while the current one is projected (the
+    reader and the writer are separate connections, so decryption runs while PostgreSQL
+    writes), and the garbage collector is paused: the fold makes many short-lived objects
+    and no cycles, and collecting them costs a third of the time.
     """
-    events, projector = EventStore(pool), Projector()
+    projector = Projector()
     saved = await store.rebuild_progress(pool, schema)
     after, done = (Position(saved[0], saved[1]), saved[2]) if saved else (Position(), 0)
     started = time.perf_counter()
     collecting = gc.isenabled()
     gc.disable()
-    next_page: asyncio.Future[list[tuple[Position, Envelope]]] | None = None
+    next_page: asyncio.Future[Page] | None = None
     try:
-        page = await events.read_all(after, batch)
+        page, readable = await _read_page(pool, after, batch)
         while page:
             after = page[-1][0]
-            next_page = asyncio.ensure_future(events.read_all(after, batch))
+            next_page = asyncio.ensure_future(_read_page(pool, after, batch))
             async with pool.acquire() as conn, conn.transaction():
                 await store.use_schema(conn, schema)
-                await projector.project(conn, [envelope for _, envelope in page])
+                await projector.project(conn, readable)
                 await store.save_rebuild_progress(conn, schema, after.txid, after.global_position, done + len(page))
             done += len(page)
-            if progress:
-                progress(done, time.perf_counter() - started)
-            page = await next_page
+            if progress and inspect.isawaitable(reported := progress(done, time.perf_counter() - started)):
+                await reported
+            page, readable = await next_page
     finally:
         if next_page is not None and not next_page.done():
             next_page.cancel()
@@ -133,11 +146,11 @@ async def catch_up(pool: asyncpg.Pool, conn: asyncpg.Connection, schema: str) ->
     Call with the live tables locked (:func:`store.lock_read_models`): the live tables are then
     exactly the committed log, so their per-stream versions say what is missing.
     """
-    events, projector = EventStore(pool), Projector()
+    events, projector, vault = EventStore(pool), Projector(), Vault()
     missing = 0
     await store.use_schema(conn, schema)
     for stream_id, version in await store.version_differences(conn, schema):
-        tail = await events.read_stream(stream_id, after_version=version, conn=conn)
+        tail = await vault.open(conn, await events.read_stream(stream_id, after_version=version, conn=conn))
         await projector.project(conn, tail)
         missing += len(tail)
     return missing

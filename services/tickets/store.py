@@ -7,12 +7,15 @@ writes the same SQL into a fresh schema by setting ``search_path`` (see
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, TypeAlias
 
 import asyncpg
+
+from shared.envelope import Envelope
 
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -646,3 +649,175 @@ async def lock_read_models(conn: asyncpg.Connection) -> None:
     """Stop every projection write until the transaction ends (commands wait, they don't fail)."""
     tables = ", ".join(f"public.{t}" for t in READ_MODEL_TABLES)
     await conn.execute(f"lock table {tables} in exclusive mode")
+
+
+# --------------------------------------------------------------------------- data subjects (privacy.py)
+
+
+async def ticket_subject_keys(conn: Db, ticket_id: str, *, lock: bool) -> dict[str, bytes | None]:
+    """Every subject of a ticket and its key (None once erased); ``lock``: share-lock them."""
+    rows = await conn.fetch(
+        "select kid, key from customer_keys where kid in (select kid from ticket_keys where ticket_id = $1)"
+        + (" order by kid for share" if lock else ""),
+        ticket_id,
+    )
+    return {r["kid"]: r["key"] for r in rows}
+
+
+async def current_subject(conn: Db, ticket_id: str) -> tuple[str, bytes] | None:
+    """The ticket's latest subject whose key still exists."""
+    row = await conn.fetchrow(
+        "select ck.kid, ck.key from ticket_keys tk join customer_keys ck using (kid)"
+        " where tk.ticket_id = $1 and ck.key is not null order by tk.created_at desc limit 1",
+        ticket_id,
+    )
+    return (row["kid"], row["key"]) if row else None
+
+
+async def subject_for(conn: Db, digest: str | None, kid: str, key: bytes) -> tuple[str, bytes]:
+    """The subject of that email digest, made with ``kid`` and ``key`` if there is none
+    (always a new one without a digest)."""
+    row = await conn.fetchrow(
+        "insert into customer_keys (kid, email_digest, key) values ($1, $2, $3)"
+        " on conflict (email_digest) do nothing returning kid, key",
+        kid,
+        digest,
+        key,
+    )
+    if row is None:
+        row = await conn.fetchrow("select kid, key from customer_keys where email_digest = $1 for share", digest)
+    return row["kid"], row["key"]
+
+
+async def link_subject(conn: Db, ticket_id: str, kid: str) -> None:
+    await conn.execute(
+        "insert into ticket_keys (ticket_id, kid) values ($1, $2) on conflict do nothing", ticket_id, kid
+    )
+
+
+async def subject_keys(db: Db, kids: Sequence[str]) -> dict[str, bytes | None]:
+    rows = await db.fetch("select kid, key from customer_keys where kid = any($1)", list(kids))
+    found = {r["kid"]: r["key"] for r in rows}
+    return {kid: found.get(kid) for kid in kids}
+
+
+async def subject_exists(db: Db, kid: str) -> bool:
+    return bool(await db.fetchval("select exists (select 1 from customer_keys where kid = $1)", kid))
+
+
+async def subjects_of_email(db: Db, digest: str) -> list[str]:
+    return [r["kid"] for r in await db.fetch("select kid from customer_keys where email_digest = $1", digest)]
+
+
+async def erase_subjects(conn: Db, kids: Sequence[str]) -> list[str]:
+    """Destroy the keys (waits for commands holding them); returns the subjects that had one."""
+    rows = await conn.fetch(
+        "update customer_keys set key = null, email_digest = null, erased_at = now()"
+        " where kid = any($1) and key is not null returning kid",
+        sorted(kids),
+    )
+    return [r["kid"] for r in rows]
+
+
+async def tickets_of_subjects(conn: Db, kids: Sequence[str]) -> list[str]:
+    rows = await conn.fetch("select distinct ticket_id from ticket_keys where kid = any($1) order by 1", list(kids))
+    return [r["ticket_id"] for r in rows]
+
+
+async def delete_snapshots(conn: Db, stream_ids: Sequence[str]) -> None:
+    await conn.execute("delete from snapshots where stream_id = any($1)", list(stream_ids))
+
+
+async def replace_outbox_payloads(conn: Db, payloads: Iterable[tuple[str, bytes]]) -> None:
+    """(event_id, payload): what the relay would publish again of those events."""
+    await conn.executemany("update outbox set payload = $2 where event_id = $1::uuid", list(payloads))
+
+
+async def delete_ticket_rows(conn: Db, ticket_ids: Sequence[str]) -> None:
+    """The ticket list and article rows of these tickets (before projecting them anew)."""
+    await conn.execute("delete from articles where ticket_id = any($1)", list(ticket_ids))
+    await conn.execute("delete from ticket_list where ticket_id = any($1)", list(ticket_ids))
+
+
+# --------------------------------------------------------------------------- audit reads of the log
+
+EVENT_COLUMNS = (
+    "event_id, type, schema_version, stream_id, stream_version, occurred_at, recorded_at,"
+    " correlation_id, causation_id, actor, data, prev_hash, hash"
+)
+
+
+def envelope_of(row: asyncpg.Record) -> Envelope:
+    return Envelope.model_validate({**dict(row), "event_id": str(row["event_id"])})
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(value)
+    except ValueError:
+        return None
+
+
+async def event_refs(db: Db, event_ids: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """(stream, version, type) of those events that are in the store, by event id."""
+    ids = [u for u in (_uuid_or_none(i) for i in event_ids) if u is not None]
+    rows = await db.fetch(
+        "select event_id::text as event_id, stream_id, stream_version, type from events where event_id = any($1)",
+        ids,
+    )
+    return {r["event_id"]: dict(r) for r in rows}
+
+
+async def caused_events(db: Db, event_ids: Sequence[str]) -> dict[str, list[dict[str, Any]]]:
+    """Events whose causation is one of ``event_ids``: causation id → their refs, in log order."""
+    rows = await db.fetch(
+        "select causation_id, event_id::text as event_id, stream_id, stream_version, type from events"
+        " where causation_id = any($1::text[]) order by global_position",
+        list(event_ids),
+    )
+    caused: dict[str, list[dict[str, Any]]] = {}
+    for r in rows:
+        caused.setdefault(r["causation_id"], []).append(
+            {k: r[k] for k in ("event_id", "stream_id", "stream_version", "type")}
+        )
+    return caused
+
+
+async def event_stream_of(db: Db, event_id: str) -> str | None:
+    found = _uuid_or_none(event_id)
+    if found is None:
+        return None
+    return await db.fetchval("select stream_id from events where event_id = $1", found)
+
+
+async def streams_ever_in_queue(db: Db, queue: str, until: datetime) -> list[str]:
+    """Streams a TicketCreated or TicketMoved put into ``queue`` at or before ``until``."""
+    rows = await db.fetch(
+        "select distinct stream_id from events where type in ('TicketCreated', 'TicketMoved')"
+        " and coalesce(data ->> 'to_queue', data ->> 'queue') = $1 and occurred_at <= $2",
+        queue,
+        until,
+    )
+    return [r["stream_id"] for r in rows]
+
+
+async def read_streams(db: Db, stream_ids: Sequence[str], until: datetime) -> dict[str, list[Envelope]]:
+    """The events of several streams that occurred at or before ``until``, each in stream order."""
+    rows = await db.fetch(
+        f"select {EVENT_COLUMNS} from events where stream_id = any($1) and occurred_at <= $2"
+        " order by stream_id, stream_version",
+        list(stream_ids),
+        until,
+    )
+    streams: dict[str, list[Envelope]] = {}
+    for r in rows:
+        streams.setdefault(r["stream_id"], []).append(envelope_of(r))
+    return streams
+
+
+def range_query() -> str:
+    """Events that occurred in [$1, $2), in commit order, committed ones only."""
+    return (
+        f"select {EVENT_COLUMNS} from events where occurred_at >= $1 and occurred_at < $2"
+        " and txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint order by txid, global_position"
+    )

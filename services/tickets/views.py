@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from services.tickets.history import describe
+from services.tickets.state import Ticket
 from shared.envelope import Envelope
 from shared.events import CLOSED_STATES
 
@@ -33,6 +34,26 @@ def ticket_item(row: Row) -> dict[str, Any]:
         "created_at": _iso(row["created_at"]),
         "changed_at": _iso(row["changed_at"]),
         "pending_until": _iso(row["pending_until"]),
+    }
+
+
+def ticket_at(t: Ticket) -> dict[str, Any]:
+    """A ticket as the list shows it, from a fold (time travel) rather than a row."""
+    return {
+        "number": t.number,
+        "ticket_id": t.ticket_id,
+        "title": t.title,
+        "state": t.state,
+        "locked": t.lock is not None,
+        "locked_by": t.lock,
+        "owner": t.owner,
+        "queue": t.queue,
+        "priority": t.priority,
+        "customer_email": t.customer_email,
+        "created_at": _iso(t.created_at),
+        "changed_at": _iso(t.changed_at),
+        "pending_until": _iso(t.pending_until),
+        "version": t.version,
     }
 
 
@@ -108,7 +129,8 @@ def queue_views(rows: Sequence[Row], count_rows: Iterable[Row]) -> list[dict[str
     return [queue_view(configured.get(name), name, counts.get(name, {})) for name in names]
 
 
-def history_event(e: Envelope) -> dict[str, Any]:
+def history_event(e: Envelope, links: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One event, human-readable (``description``) and raw (``data``), with its ``links``."""
     return {
         "event_id": e.event_id,
         "type": e.type,
@@ -122,7 +144,54 @@ def history_event(e: Envelope) -> dict[str, Any]:
         "data": e.data,
         "prev_hash": e.prev_hash,
         "hash": e.hash,
+        "links": dict(links or {}),
     }
+
+
+_ROUTED_ACTOR = "system:router"
+_DELIVERY_TYPES = ("AnswerDelivered", "DeliveryFailed")
+_ARTICLE_TYPES = ("ArticleAdded", "AnswerSent", "AutoReplyRequested")  # what a mail may reply to
+
+
+def event_links(stream: Sequence[Envelope], caused: Mapping[str, Sequence[str]]) -> dict[str, dict[str, Any]]:
+    """How a ticket's events hang together, per event id: the mail an event came from and the
+    router decision behind it, the mail an answer replies to (and the answers to a mail), the
+    answer a delivery result is about (and its results), and plain causation both ways.
+
+    ``caused``: event id → ids of the events (anywhere in the store) whose causation it is.
+    """
+    known = {e.event_id for e in stream}
+    by_message = {
+        e.data["message_id"]: e.event_id
+        for e in stream
+        if e.type in _ARTICLE_TYPES and isinstance(e.data.get("message_id"), str)
+    }
+    answers = {e.data["article_id"]: e.event_id for e in stream if e.type == "AnswerSent"}
+    links: dict[str, dict[str, Any]] = {e.event_id: _own_links(e, known, caused) for e in stream}
+    for e in stream:
+        replied = by_message.get(e.data.get("in_reply_to") or "")
+        if replied and replied != e.event_id:
+            links[e.event_id]["replies_to"] = replied
+            links[replied].setdefault("replied_by", []).append(e.event_id)
+        answer = answers.get(e.data.get("article_id") or "") if e.type in _DELIVERY_TYPES else None
+        if answer:
+            links[e.event_id]["delivery_of"] = answer
+            links[answer].setdefault("deliveries", []).append(e.event_id)
+    return links
+
+
+def _own_links(e: Envelope, known: set[str], caused: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    links: dict[str, Any] = {}
+    if e.causation_id:
+        links["caused_by"] = {"event_id": e.causation_id, "in_store": e.causation_id in known}
+    mail_id = e.data.get("mail_id") if e.type in ("TicketCreated", "ArticleAdded") else None
+    if mail_id:
+        links["mail"] = {"mail_id": mail_id, "href": f"/api/mails/{mail_id}"}
+        if e.causation_id and e.actor == _ROUTED_ACTOR:
+            links["caused_by"].update({"type": "TicketRouted", "reasons_href": f"/api/mails/{mail_id}"})
+    if caused.get(e.event_id):
+        links["caused"] = list(caused[e.event_id])
+    return links
 
 
 def template_view(row: Row) -> dict[str, Any]:

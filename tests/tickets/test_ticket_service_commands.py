@@ -201,5 +201,6 @@ async def test_snapshots_are_taken_and_used(settings: ServiceSettings) -> None:
         assert snapshot["stream_version"] == 8
         async with tickets.pool.acquire() as conn:
             loaded = await tickets.load(conn, ticket_id)
-        assert loaded == fold(await tickets.events.read_stream(ticket_id))
+        stored = await tickets.events.read_stream(ticket_id)
+        assert loaded == fold(await tickets.vault.open(tickets.pool, stored))
         assert loaded.version == 9

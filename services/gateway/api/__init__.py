@@ -2,8 +2,17 @@
 
 from fastapi import APIRouter
 
-from services.gateway.api import admin, auth, events, mails, queues, tickets, ui
+from services.gateway.api import admin, audit, auth, events, mails, queues, tickets, ui
 
 
 def routers() -> list[APIRouter]:
-    return [auth.router, queues.router, tickets.router, mails.router, admin.router, events.router, ui.router]
+    return [
+        auth.router,
+        queues.router,
+        tickets.router,
+        mails.router,
+        admin.router,
+        audit.router,
+        events.router,
+        ui.router,
+    ]
