@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from shared.devinfra import die_with_parent
+
 ROOT = Path(__file__).resolve().parents[1]
 SERVICE_NAMES = ("ingest", "router", "tickets", "notify", "gateway")
 
@@ -77,6 +79,7 @@ class System:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent,
         )
         self.children[name] = child
         return child
