@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from functools import partial
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ import uvicorn
 from fastapi import APIRouter, FastAPI, Request, Response
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.bus import INFRASTRUCTURE_ERRORS, Consumer, Handler, ensure_topics
 from shared.db import create_pool, migrate
@@ -34,6 +36,12 @@ from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
+
+# What PostgreSQL answers for a NUL character in a text or jsonb value; a 422, not a 500.
+UNSTORABLE_TEXT_ERRORS: tuple[type[Exception], ...] = (
+    asyncpg.exceptions.CharacterNotInRepertoireError,
+    asyncpg.exceptions.UntranslatableCharacterError,
+)
 
 Hook = Callable[["Service"], Awaitable[None]]
 ReadinessCheck = Callable[[], Awaitable[tuple[str, str]]]  # (name, "ok" or what is wrong)
@@ -161,7 +169,67 @@ def create_app(service: Service, *, title: str, routers: list[APIRouter] = ()) -
     for router in routers:
         app.include_router(router)
     install_common_middleware(app)
+    document_errors(app)
     return app
+
+
+# The body of every 4xx/5xx answer of every service (see docs/services.md).
+ERROR_SCHEMA: dict[str, Any] = {
+    "title": "Error",
+    "type": "object",
+    "required": ["error", "detail"],
+    "properties": {
+        "error": {"type": "string", "description": "a stable code: invalid_request, ticket_not_found, conflict, ..."},
+        "detail": {"type": "string", "description": "what is wrong, for a person"},
+        "field": {"type": "string", "description": "the offending field, when there is one"},
+    },
+    "additionalProperties": True,
+}
+ERROR_REF = {"$ref": "#/components/schemas/Error"}
+
+
+def document_errors(app: FastAPI) -> None:
+    """Make the OpenAPI document the error bodies the service really answers.
+
+    FastAPI documents its own 422 shape (``{"detail": [...]}``), which no Firstline service
+    answers (``install_common_middleware``), and error statuses declared without a body. Both
+    become :data:`ERROR_SCHEMA`; a response that documents its own body keeps it. An operation
+    with a body may also answer 400 (not JSON at all).
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is not None:
+            return app.openapi_schema
+        schema = build()
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        components["Error"] = ERROR_SCHEMA
+        for operations in schema.get("paths", {}).values():
+            for operation in operations.values():
+                if "requestBody" in operation:  # a body that is not JSON at all: FastAPI's 400
+                    operation["responses"].setdefault("400", {"description": "the body is not valid JSON"})
+                for status, response in operation.get("responses", {}).items():
+                    if not status.startswith(("4", "5")):
+                        continue
+                    content = response.get("content")
+                    if not content or "HTTPValidationError" in str(content):
+                        response["content"] = {"application/json": {"schema": ERROR_REF}}
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+READINESS_SCHEMA = {
+    "type": "object",
+    "required": ["ready", "checks"],
+    "properties": {
+        "ready": {"type": "boolean"},
+        "checks": {"type": "object", "additionalProperties": {"type": "string"}},
+    },
+}
+READY = {"content": {"application/json": {"schema": READINESS_SCHEMA}}}
 
 
 def health_router(service: Service) -> APIRouter:
@@ -171,13 +239,13 @@ def health_router(service: Service) -> APIRouter:
     async def healthz() -> dict[str, Any]:
         return {"status": "ok", "service": service.settings.service_name, "uptime_s": time.time() - service.started_at}
 
-    @router.get("/readyz")
+    @router.get("/readyz", responses={503: {"description": "not ready: `checks` names what is wrong", **READY}})
     async def readyz() -> JSONResponse:
         checks = await service.readiness()
         ready = all(v == "ok" for v in checks.values())
         return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
-    @router.get("/metrics")
+    @router.get("/metrics", response_class=PlainTextResponse, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
     async def metrics() -> Response:
         return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
 
@@ -224,6 +292,26 @@ def install_common_middleware(app: FastAPI) -> None:
 
     for error in INFRASTRUCTURE_ERRORS:
         app.add_exception_handler(error, unavailable)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        """Starlette's own answers (unknown path 404, 405, a body that is not JSON 400) in the error shape."""
+        phrase = HTTPStatus(exc.status_code).phrase
+        return JSONResponse(
+            {"error": phrase.lower().replace(" ", "_").replace("-", "_"), "detail": str(exc.detail or phrase)},
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
+
+    async def unstorable_text(_: Request, exc: Exception) -> JSONResponse:
+        # PostgreSQL stores no NUL character in text or jsonb: the input is bad, not the server.
+        return JSONResponse(
+            {"error": "invalid_text", "detail": "text with a NUL character (\\u0000) is not accepted"},
+            status_code=422,
+        )
+
+    for error in UNSTORABLE_TEXT_ERRORS:
+        app.add_exception_handler(error, unstorable_text)
 
     @app.exception_handler(ConcurrencyError)
     async def conflict(_: Request, exc: ConcurrencyError) -> JSONResponse:

@@ -169,10 +169,20 @@ async def agents_out(conn: asyncpg.Connection | asyncpg.Pool, rows: list[asyncpg
     ]
 
 
+MAX_PAGE = 1_000_000
+
+
+def _offset(page: int, page_size: int) -> int:
+    """The rows to skip; a page past MAX_PAGE is a 422 (its OFFSET would overflow a bigint: a 500)."""
+    if page > MAX_PAGE:
+        raise ApiError(422, "invalid_request", f"page: must be at most {MAX_PAGE}", field="page")
+    return (page - 1) * page_size
+
+
 async def list_agents(pool: asyncpg.Pool, page: int, page_size: int) -> dict[str, Any]:
     async with pool.acquire() as conn:
         total = await store.count_agents(conn)
-        rows = await store.list_agents(conn, page_size, (page - 1) * page_size)
+        rows = await store.list_agents(conn, page_size, _offset(page, page_size))
         items = await agents_out(conn, rows)
     return {"total": total, "items": [i.model_dump(mode="json") for i in items], "page": page, "page_size": page_size}
 
@@ -222,6 +232,8 @@ async def update_agent(
     fields: dict[str, Any] = change.model_dump(
         exclude_unset=True, include={"full_name", "email", "is_admin", "valid", "capabilities"}
     )
+    # null leaves a field that can't be null as it is (it was a 500: a NOT NULL violation).
+    fields = {k: v for k, v in fields.items() if v is not None or k in ("email", "capabilities")}
     if "capabilities" in fields:
         fields["capabilities"] = sorted(set(fields["capabilities"] or []))
     per_queue = ordinary = None
@@ -329,7 +341,7 @@ async def put_role(pool: asyncpg.Pool, actor: Principal, name: str, spec: RoleIn
 async def list_audit(pool: asyncpg.Pool, page: int, page_size: int) -> dict[str, Any]:
     async with pool.acquire() as conn:
         total = await store.count_audit(conn)
-        rows = await store.list_audit(conn, page_size, (page - 1) * page_size)
+        rows = await store.list_audit(conn, page_size, _offset(page, page_size))
     items = [
         {
             "id": r["id"],

@@ -10,7 +10,7 @@ from fastapi.staticfiles import StaticFiles
 from services.gateway.api import routers
 from services.gateway.api.ui import STATIC
 from services.gateway.directory import handle_ticket_event
-from services.gateway.errors import install_error_handlers
+from services.gateway.errors import document_api_errors, install_error_handlers
 from services.gateway.runtime import Gateway
 from services.gateway.settings import GatewaySettings
 from services.gateway.web import SecurityHeaders
@@ -32,5 +32,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.state.gateway = gateway
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     install_error_handlers(app)
+    document_api_errors(app)
     app.add_middleware(SecurityHeaders)
     return app

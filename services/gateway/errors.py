@@ -18,6 +18,7 @@ from fastapi.routing import APIRoute
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from shared.logs import correlation_id
+from shared.service import ERROR_REF, UNSTORABLE_TEXT_ERRORS
 
 logger = logging.getLogger(__name__)
 
@@ -106,6 +107,15 @@ def internal_error(exc: BaseException) -> JSONResponse:
     )
 
 
+# Exceptions with a handler of their own (a 4xx); anything else is a 500 naming the correlation id.
+_HANDLED: tuple[type[Exception], ...] = (
+    ApiError,
+    StarletteHTTPException,
+    RequestValidationError,
+    *UNSTORABLE_TEXT_ERRORS,
+)
+
+
 class GatewayRoute(APIRoute):
     """Routes whose unexpected exceptions become a JSON 500 while the correlation id is known.
 
@@ -119,12 +129,51 @@ class GatewayRoute(APIRoute):
         async def guarded(request: Request) -> Response:
             try:
                 return await handler(request)
-            except (ApiError, StarletteHTTPException, RequestValidationError):
+            except _HANDLED:
                 raise
             except Exception as exc:
                 return internal_error(exc)
 
         return guarded
+
+
+_UNSAFE = ("post", "put", "patch", "delete")
+
+
+def document_api_errors(app: FastAPI) -> None:
+    """Add to the OpenAPI the errors any ``/api/`` route may answer besides its own declared ones.
+
+    Every route but login: 401 (no valid session) and 403 (a missing CSRF header on an unsafe
+    method, or not allowed); a route naming something (a path parameter, a ``queue``): 404; an
+    admin change: 409 (it exists, or would leave no administrator). The bodies are the error
+    shape (``shared.service.ERROR_SCHEMA``).
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        schema = build()
+        for path, operations in schema.get("paths", {}).items():
+            if not path.startswith("/api/") or path == "/api/login":
+                continue
+            for method, operation in operations.items():
+                statuses = ["401", "403"]
+                queue = any(p.get("name") == "queue" for p in operation.get("parameters", []))
+                if "{" in path or queue:
+                    statuses.append("404")
+                if path.startswith("/api/admin/") and method in _UNSAFE:
+                    statuses.append("409")
+                responses = operation.setdefault("responses", {})
+                for status in statuses:
+                    responses.setdefault(
+                        status,
+                        {
+                            "description": HTTPStatus(int(status)).phrase,
+                            "content": {"application/json": {"schema": ERROR_REF}},
+                        },
+                    )
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 
@@ -63,9 +64,10 @@ class Upstream:
     ) -> httpx.Request:
         headers = {"X-Actor": actor, "X-Correlation-ID": correlation_id.get() or new_id()}
         clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
-        return self.client.build_request(
-            method, f"{self.urls[service]}{path}", params=clean, json=json, headers=headers
-        )
+        # Percent-encode the path: values are raw (a ticket number, a queue name), and a control
+        # character would make httpx raise InvalidURL (a 500) instead of the service's 404 or 422.
+        url = f"{self.urls[service]}{quote(path, safe='/')}"
+        return self.client.build_request(method, url, params=clean, json=json, headers=headers)
 
     async def send(
         self,
