@@ -30,6 +30,8 @@ from shared.settings import ServiceSettings
 logger = logging.getLogger(__name__)
 _RELAY_LOCK = 0x46_4C_52_4C  # "FLRL": one active relay per database
 
+Witness = tuple[int, str]  # (offset, event id) of a record the broker acknowledged
+
 
 async def enqueue(
     conn: asyncpg.Connection, topic: str, envelopes: Sequence[Envelope], *, key: str | None = None
@@ -55,7 +57,7 @@ class OutboxRelay:
         self.pool = pool
         self.settings = settings
         self.producer: AIOKafkaProducer | None = None
-        self.published_offsets: dict[tuple[str, int], int] = {}
+        self.published_offsets: dict[tuple[str, int], Witness] = {}
         self.healthy = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -130,30 +132,32 @@ class OutboxRelay:
             for r in rows
         ]
         results = await asyncio.gather(*futures)
-        offsets: dict[tuple[str, int], int] = {}
-        for meta in results:  # per partition, the first offset of this round (see missing_records)
+        witnesses: dict[tuple[str, int], Witness] = {}
+        for row, meta in zip(rows, results, strict=True):  # per partition, this round's first record
             tp = (meta.topic, meta.partition)
-            offsets[tp] = min(offsets.get(tp, meta.offset), meta.offset)
-        await self._mark_published([r["id"] for r in rows], offsets)
+            if tp not in witnesses or meta.offset < witnesses[tp][0]:
+                witnesses[tp] = (meta.offset, str(row["headers"].get("event_id", "")))
+        await self._mark_published([r["id"] for r in rows], witnesses)
         for r in rows:
             OUTBOX_PUBLISHED.labels(r["topic"]).inc()
         return len(rows)
 
-    async def _mark_published(self, ids: list[int], offsets: dict[tuple[str, int], int]) -> None:
+    async def _mark_published(self, ids: list[int], witnesses: dict[tuple[str, int], Witness]) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute("update outbox set published_at = now() where id = any($1)", ids)
             await conn.executemany(
-                'insert into relay_offsets (topic, partition, "offset") values ($1, $2, $3)'
-                ' on conflict (topic, partition) do update set "offset" = greatest(relay_offsets."offset",'
-                ' excluded."offset")',
-                [(t, p, o) for (t, p), o in offsets.items()],
+                'insert into relay_offsets (topic, partition, "offset", event_id) values ($1, $2, $3, $4)'
+                ' on conflict (topic, partition) do update set "offset" = excluded."offset",'
+                ' event_id = excluded.event_id where excluded."offset" > relay_offsets."offset"',
+                [(t, p, offset, event_id) for (t, p), (offset, event_id) in witnesses.items()],
             )
-        for tp, offset in offsets.items():
-            self.published_offsets[tp] = max(self.published_offsets.get(tp, -1), offset)
+        for tp, witness in witnesses.items():
+            if witness[0] > self.published_offsets.get(tp, (-1, ""))[0]:
+                self.published_offsets[tp] = witness
 
-    async def _load_offsets(self) -> dict[tuple[str, int], int]:
-        rows = await self.pool.fetch('select topic, partition, "offset" from relay_offsets')
-        return {(r["topic"], r["partition"]): r["offset"] for r in rows}
+    async def _load_offsets(self) -> dict[tuple[str, int], Witness]:
+        rows = await self.pool.fetch('select topic, partition, "offset", event_id from relay_offsets')
+        return {(r["topic"], r["partition"]): (r["offset"], r["event_id"]) for r in rows}
 
     async def check_broker(self) -> bool:
         """Republish everything if the broker has lost what it acknowledged. Returns True if so."""
@@ -172,13 +176,15 @@ class OutboxRelay:
         return True
 
 
-async def missing_records(settings: ServiceSettings, acknowledged: dict[tuple[str, int], int]) -> list[tuple[str, int]]:
+async def missing_records(
+    settings: ServiceSettings, acknowledged: dict[tuple[str, int], Witness]
+) -> list[tuple[str, int]]:
     """Partitions where a record the broker acknowledged to us is gone.
 
-    ``acknowledged`` holds, per partition, the first offset of the relay's latest round. A
-    broker that kept its data ends after it. The local broker answers "latest offset" with
-    the base offset of its last batch, which may equal that offset: then the record itself
-    is fetched to tell.
+    ``acknowledged`` holds, per partition, a witness: the offset and event id of a record the
+    broker acknowledged. The record at that offset must still be that event. Offsets alone are
+    not enough: a recreated topic refills past them, and the local broker answers "latest
+    offset" with the base offset of its last batch, not the high watermark.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers, enable_auto_commit=False, auto_offset_reset="none"
@@ -186,28 +192,32 @@ async def missing_records(settings: ServiceSettings, acknowledged: dict[tuple[st
     await consumer.start()
     lost: list[tuple[str, int]] = []
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - topics may have vanished
-        for (topic, partition), offset in acknowledged.items():
+        cluster = await consumer._client.fetch_all_metadata()  # noqa: SLF001 - every topic, fresh
+        for (topic, partition), witness in acknowledged.items():
             tp = TopicPartition(topic, partition)
-            if partition not in (consumer.partitions_for_topic(topic) or set()):
+            if partition not in (cluster.partitions_for_topic(topic) or set()):
                 lost.append((topic, partition))
-                continue
-            end = (await consumer.end_offsets([tp]))[tp]
-            if end < offset or (end == offset and not await _record_exists(consumer, tp, offset)):
+            elif not await _witness_holds(consumer, tp, witness):
                 lost.append((topic, partition))
     finally:
         await consumer.stop()
     return lost
 
 
-async def _record_exists(consumer: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> bool:
+async def _witness_holds(consumer: AIOKafkaConsumer, tp: TopicPartition, witness: Witness) -> bool:
+    offset, event_id = witness
     consumer.assign([tp])
     consumer.seek(tp, offset)
     try:
         batch = await consumer.getmany(tp, timeout_ms=3000, max_records=1)
     except OffsetOutOfRangeError:
         return False
-    return bool(batch.get(tp))
+    records = batch.get(tp, [])
+    if not records:  # nothing fetched: gone if the partition ends before it, else unknown (not lost)
+        end = (await consumer.end_offsets([tp]))[tp]
+        return end >= offset
+    found = dict(records[0].headers or []).get("event_id", b"").decode()
+    return records[0].offset == offset and (not event_id or found == event_id)
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
