@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer
 
 from services.router.settings import RouterSettings
 from shared.bus import ensure_topics, make_producer
@@ -16,6 +14,7 @@ from shared.db import connect
 from shared.envelope import Envelope, make_envelope
 from shared.events import EventData, MailReceived, ParsedMail
 from shared.settings import ServiceSettings
+from tests.kafka_kit import read_topic  # noqa: F401 - re-exported for the tests
 
 
 def router_settings(settings: ServiceSettings, **overrides: Any) -> RouterSettings:
@@ -48,28 +47,6 @@ async def publish(settings: ServiceSettings, topic: str, envelopes: Sequence[Env
             await producer.send_and_wait(real, value=e.to_json(), key=e.stream_id.encode(), headers=headers)
     finally:
         await producer.stop()
-
-
-async def read_topic(
-    settings: ServiceSettings, topic: str, expected: int, timeout: float = 30
-) -> list[tuple[str, Envelope]]:
-    """(key, envelope) of the topic's records, once at least ``expected`` are there."""
-    consumer = AIOKafkaConsumer(
-        settings.topic(topic),
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    out: list[tuple[str, Envelope]] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(out) < expected and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=300)).values():
-                out += [(r.key.decode(), Envelope.from_json(r.value)) for r in records]
-    finally:
-        await consumer.stop()
-    return out
 
 
 @asynccontextmanager

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from fastapi import FastAPI
 
 from services.tickets.app import create_app
@@ -19,6 +18,7 @@ from shared.envelope import Envelope, make_envelope
 from shared.events import TOPIC_TICKET_ROUTED, EventData
 from shared.settings import ServiceSettings
 from tests.conftest import serving
+from tests.kafka_kit import read_topic  # noqa: F401 - re-exported for the tests
 
 from .helpers import routed
 
@@ -80,28 +80,6 @@ async def publish(settings: ServiceSettings, topic: str, envelopes: Sequence[Env
 
 async def publish_routed(settings: ServiceSettings, *envelopes: Envelope) -> None:
     await publish(settings, TOPIC_TICKET_ROUTED, envelopes)
-
-
-async def read_topic(
-    settings: ServiceSettings, topic: str, until: int, timeout: float = 60.0
-) -> list[tuple[str, Envelope]]:
-    """(key, envelope) of a topic from its start, once at least ``until`` records are there."""
-    consumer = AIOKafkaConsumer(
-        settings.topic(topic),
-        bootstrap_servers=settings.kafka_bootstrap_servers,
-        auto_offset_reset="earliest",
-        enable_auto_commit=False,
-    )
-    await consumer.start()
-    seen: list[tuple[str, Envelope]] = []
-    try:
-        deadline = asyncio.get_running_loop().time() + timeout
-        while len(seen) < until and asyncio.get_running_loop().time() < deadline:
-            for records in (await consumer.getmany(timeout_ms=500)).values():
-                seen += [(r.key.decode(), Envelope.from_json(r.value)) for r in records]
-    finally:
-        await consumer.stop()
-    return seen
 
 
 def event(envelope: Envelope) -> EventData:

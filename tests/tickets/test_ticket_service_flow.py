@@ -74,7 +74,7 @@ async def test_routed_mail_through_kafka(settings: ServiceSettings) -> None:
 
         answered = await client.post(f"/tickets/{number}/answer", json={"body": "Done."}, headers=ALICE)
         answer_id = answered.json()["ticket"]["articles"][-1]["article_id"]
-        published = await read_topic(settings, TOPIC_TICKET_EVENTS, until=8)
+        published = await read_topic(settings, TOPIC_TICKET_EVENTS, expected=8)
         types = [e.type for _, e in published]
         assert types[:3] == ["TicketCreated", "ArticleAdded", "AutoReplyRequested"]
         assert {key for key, _ in published} == {zoom["ticket_id"]}
