@@ -20,12 +20,14 @@ TOPIC_TICKET_ROUTED = "ticket.routed"
 TOPIC_TICKET_EVENTS = "ticket.events"
 TOPIC_DELIVERY_EVENTS = "delivery.events"
 TOPIC_ROUTER_CONFIG = "router.config"
+TOPIC_AGENT_DIRECTORY = "agent.directory"  # the gateway's agents (AgentProfileChanged), keyed agent:<username>
 ALL_TOPICS = (
     TOPIC_MAIL_RECEIVED,
     TOPIC_TICKET_ROUTED,
     TOPIC_TICKET_EVENTS,
     TOPIC_DELIVERY_EVENTS,
     TOPIC_ROUTER_CONFIG,
+    TOPIC_AGENT_DIRECTORY,
 )
 
 TicketState = Literal[
@@ -223,6 +225,9 @@ class QueueConfigured(EventData):
     follow_up_policy: Literal["reopen", "reject", "new_ticket"] = "reopen"
     unlock_timeout_minutes: int = 0
     first_response_minutes: int = 0
+    update_minutes: int = 0  # escalation: a customer contact must be followed up within this (0: off)
+    solution_minutes: int = 0  # escalation: close within this of creation (0: off)
+    escalation_warning_percent: int = 80  # EscalationWarning at this share of a due time (0: no warnings)
     auto_responses: dict[str, AutoResponse] = {}
     valid: bool = True
 
@@ -437,6 +442,23 @@ class PendingAutoCloseReached(EventData):
     to_state: TicketState
 
 
+EscalationKind = Literal["first_response", "update", "solution"]
+
+
+@event
+class EscalationSettingsApplied(EventData):
+    """The escalation times of the ticket's queue now apply to it (on creation, after a move or a
+    reopen, or when the queue's times changed): due times are folded from these and the ticket's
+    own events, so a replay reproduces them without reading the queue's stream."""
+
+    ticket_id: str
+    queue: str
+    first_response_minutes: int = 0
+    update_minutes: int = 0
+    solution_minutes: int = 0
+    warning_percent: int = 80
+
+
 @event
 class EscalationWarning(EventData):
     ticket_id: str
@@ -511,3 +533,31 @@ class AgentNotified(EventData):
     kind: str
     detail: str = ""
     message_id: str | None = None
+
+
+# --------------------------------------------------------------------------- agents (gateway)
+
+AgentNotificationKind = Literal[
+    "new_ticket",
+    "follow_up",
+    "unlocked_timeout",
+    "pending_reminder",
+    "escalation_warning",
+    "escalation_breach",
+]
+
+
+@event
+class AgentProfileChanged(EventData):
+    """An agent as other services need to know it (published on ``agent.directory``, keyed by
+    ``agent:<username>``; the envelope's ``stream_version`` is the profile's revision, so the
+    last version wins). ``readable_queues``: the queues the agent holds at least ``ro`` on."""
+
+    agent: str
+    email: str | None = None
+    name: str = ""
+    valid: bool = True
+    language: str = "en"
+    notifications: list[AgentNotificationKind] = []
+    my_queues: list[str] = []
+    readable_queues: list[str] = []

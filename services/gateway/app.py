@@ -23,7 +23,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
-    service = Service(settings, migrations=MIGRATIONS, relay=False)
+    service = Service(settings, migrations=MIGRATIONS)  # relay: agent.directory (profiles.py)
     service.consume("directory", [TOPIC_TICKET_EVENTS], handle_ticket_event)
     gateway = Gateway(settings)
     service.on_start.append(gateway.start)

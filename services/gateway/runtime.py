@@ -10,9 +10,11 @@ from services.gateway import store
 from services.gateway.accounts import Accounts
 from services.gateway.desk import Desk
 from services.gateway.live import LiveHub
+from services.gateway.profiles import run_publisher
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import Upstream
-from shared.service import Service
+from shared.events import TOPIC_AGENT_DIRECTORY
+from shared.service import Service, ensure_service_topics
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +64,7 @@ class Gateway:
         self._live = LiveHub(self.settings, pool)
         service.spawn(lambda: self._live.run(service.stopping), "live tail")
         service.spawn(lambda: self._sweep_sessions(service), "session sweep")
+        service.spawn(lambda: self._agent_directory(service), "agent directory")
 
     def end_live_streams(self) -> None:
         """From a signal handler: end the open event streams on the event loop, soon."""
@@ -82,6 +85,11 @@ class Gateway:
                 removed = await store.delete_stale_sessions(service.db, self.settings.session_idle_seconds)
                 if removed:
                     logger.info("removed %d ended sessions", removed)
+
+    async def _agent_directory(self, service: Service) -> None:
+        """Publish agent profiles (profiles.py); the topic first, so consumers can join it."""
+        await ensure_service_topics(self.settings, [TOPIC_AGENT_DIRECTORY])
+        await run_publisher(service.db, self.settings, service.stopping)
 
     async def _csrf_secret(self, service: Service) -> bytes:
         if self.settings.gateway_secret:

@@ -326,3 +326,68 @@ async def move_ticket(conn: Conn, ticket_id: str, queue: str) -> None:
 async def ticket_location(conn: Conn, ticket_id: str) -> tuple[str, str] | None:
     row = await conn.fetchrow("select ticket_number, queue from ticket_directory where ticket_id = $1", ticket_id)
     return (row["ticket_number"], row["queue"]) if row else None
+
+
+# --------------------------------------------------------------------------- preferences and the agent directory
+
+
+async def agent_preferences(conn: Conn, agent_id: int) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "select language, notifications, my_queues from agent_preferences where agent_id = $1", agent_id
+    )
+
+
+async def put_agent_preferences(
+    conn: Conn, agent_id: int, *, language: str, notifications: Mapping[str, bool], my_queues: list[str]
+) -> None:
+    await conn.execute(
+        "insert into agent_preferences (agent_id, language, notifications, my_queues) values ($1, $2, $3, $4)"
+        " on conflict (agent_id) do update set language = $2, notifications = $3, my_queues = $4, updated_at = now()",
+        agent_id,
+        language,
+        dict(notifications),
+        my_queues,
+    )
+
+
+async def directory_sources(conn: Conn) -> dict[str, list[asyncpg.Record]]:
+    """Everything agent profiles are computed from, read in one snapshot (call in a transaction)."""
+    return {
+        "agents": await conn.fetch(
+            "select a.id, a.username, a.full_name, a.email, a.is_admin, a.valid,"
+            " p.language, p.notifications, p.my_queues"
+            " from agents a left join agent_preferences p on p.agent_id = a.id order by a.id"
+        ),
+        "agent_groups": await conn.fetch("select agent_id, group_name, permissions from agent_groups"),
+        "agent_roles": await conn.fetch("select agent_id, role_name from agent_roles"),
+        "role_groups": await conn.fetch("select role_name, group_name, permissions from role_groups"),
+        "queues": await conn.fetch("select name, group_name from queue_directory"),
+        "per_queue_groups": await conn.fetch("select name from groups where per_queue"),
+    }
+
+
+async def directory_generation(conn: Conn, *, lock: bool = False) -> tuple[int, int]:
+    """(generation, published_generation) of the agent directory; ``lock``: until the transaction ends."""
+    row = await conn.fetchrow(
+        "select generation, published_generation from agent_directory_state" + (" for no key update" if lock else "")
+    )
+    assert row is not None
+    return int(row["generation"]), int(row["published_generation"])
+
+
+async def mark_directory_published(conn: Conn, generation: int) -> None:
+    await conn.execute("update agent_directory_state set published_generation = $1", generation)
+
+
+async def published_profiles(conn: Conn) -> dict[str, tuple[dict[str, Any], int]]:
+    rows = await conn.fetch("select username, profile, revision from agent_directory_published")
+    return {r["username"]: (dict(r["profile"]), int(r["revision"])) for r in rows}
+
+
+async def put_published_profiles(conn: Conn, rows: list[tuple[str, dict[str, Any], int]]) -> None:
+    if rows:
+        await conn.executemany(
+            "insert into agent_directory_published (username, profile, revision) values ($1, $2, $3)"
+            " on conflict (username) do update set profile = $2, revision = $3, published_at = now()",
+            rows,
+        )

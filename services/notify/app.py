@@ -10,7 +10,7 @@ from services.notify.api import notify_router
 from services.notify.handlers import ticket_events_handler
 from services.notify.sender import Sender
 from services.notify.settings import NotifySettings
-from shared.events import TOPIC_TICKET_EVENTS
+from shared.events import TOPIC_AGENT_DIRECTORY, TOPIC_TICKET_EVENTS
 from shared.service import Service
 from shared.service import create_app as create_service_app
 
@@ -20,7 +20,8 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: NotifySettings | None = None) -> FastAPI:
     settings = settings or NotifySettings()
     service = Service(settings, migrations=MIGRATIONS)
-    service.consume("ticket-events", [TOPIC_TICKET_EVENTS], ticket_events_handler(settings))
+    # One consumer for both topics (one group join); handlers dispatch by event type.
+    service.consume("ticket-events", [TOPIC_TICKET_EVENTS, TOPIC_AGENT_DIRECTORY], ticket_events_handler(settings))
 
     async def start_sender(svc: Service) -> None:
         sender = Sender(svc.db, settings)

@@ -4,6 +4,8 @@
 * ``AnswerSent`` → one outbound row with the rendered answer (the sender loop delivers it).
 * ``AutoReplyRequested`` → :func:`~services.notify.domain.auto_reply_decision`, then an outbound
   row, or a suppression and ``AutoReplySuppressed`` on ``delivery.events``.
+* ``AgentProfileChanged`` (``agent.directory``) and the ticket events agent notices depend on →
+  ``agent_notices.py``.
 
 ``QueueConfigured`` is keyed by queue and ``AnswerSent`` by ticket, so they travel on different
 partitions: a mail for a queue notify has not heard of yet goes out with the default settings
@@ -19,6 +21,7 @@ import asyncpg
 from pydantic import ValidationError
 
 from services.notify import store
+from services.notify.agent_notices import HANDLED, handle_agent_profile, handle_ticket_fact
 from services.notify.domain import (
     ComposeError,
     QueueMailSettings,
@@ -37,7 +40,14 @@ from services.notify.settings import NotifySettings
 from services.notify.templates import MailTemplateError
 from shared.bus import Handler
 from shared.envelope import Envelope
-from shared.events import TOPIC_DELIVERY_EVENTS, AnswerSent, AutoReplyRequested, AutoReplySuppressed, QueueConfigured
+from shared.events import (
+    TOPIC_DELIVERY_EVENTS,
+    AgentProfileChanged,
+    AnswerSent,
+    AutoReplyRequested,
+    AutoReplySuppressed,
+    QueueConfigured,
+)
 from shared.logs import log_fields
 
 logger = logging.getLogger(__name__)
@@ -52,6 +62,8 @@ def ticket_events_handler(settings: NotifySettings) -> Handler:
         handler = HANDLERS.get(envelope.type)
         if handler is not None:
             await handler(conn, envelope, settings)
+        if envelope.type in HANDLED:  # the ticket copy and agent notices (AnswerSent is both)
+            await handle_ticket_fact(conn, envelope, settings)
 
     return handle
 
@@ -256,4 +268,5 @@ HANDLERS: dict[str, TypedHandler] = {
     QueueConfigured.TYPE: handle_queue_configured,
     AnswerSent.TYPE: handle_answer_sent,
     AutoReplyRequested.TYPE: handle_auto_reply_requested,
+    AgentProfileChanged.TYPE: handle_agent_profile,
 }

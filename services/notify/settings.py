@@ -52,6 +52,8 @@ class NotifySettings(ServiceSettings):
     """Addresses that are ours besides the queues' system addresses (comma-separated in env)."""
     notice_sender: str = ""
     """From of agent notices; empty means ``notifications@<mail domain>``."""
+    junk_queue: str = "Junk"
+    """New tickets in this queue (spam) cause no new_ticket notice."""
 
     @field_validator("own_addresses", mode="before")
     @classmethod

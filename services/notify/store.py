@@ -271,3 +271,70 @@ async def list_suppressions(
         offset,
     )
     return total, [dict(r) for r in rows]
+
+
+# --------------------------------------------------------------------------- agent notices
+
+
+async def upsert_agent(conn: asyncpg.Connection, profile: dict[str, Any], *, revision: int, event_id: str) -> bool:
+    """Store an agent's profile unless a later revision is already stored."""
+    row = await conn.fetchval(
+        "insert into agents (username, email, name, valid, language, notifications, my_queues, readable_queues,"
+        " revision, source_event_id) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+        " on conflict (username) do update set email = excluded.email, name = excluded.name,"
+        " valid = excluded.valid, language = excluded.language, notifications = excluded.notifications,"
+        " my_queues = excluded.my_queues, readable_queues = excluded.readable_queues,"
+        " revision = excluded.revision, source_event_id = excluded.source_event_id, updated_at = now()"
+        " where agents.revision < excluded.revision"
+        " returning true",
+        profile["agent"],
+        profile.get("email"),
+        profile.get("name") or "",
+        bool(profile.get("valid", True)),
+        profile.get("language") or "en",
+        list(profile.get("notifications") or []),
+        list(profile.get("my_queues") or []),
+        list(profile.get("readable_queues") or []),
+        revision,
+        event_id,
+    )
+    return bool(row)
+
+
+_AGENT_COLUMNS = "username, email, name, valid, language, notifications, my_queues, readable_queues, revision"
+
+
+async def agents_for(
+    conn: asyncpg.Connection | asyncpg.Pool, usernames: list[str], queue: str | None
+) -> list[asyncpg.Record]:
+    """The agents named (case-insensitively), and those with ``queue`` in their my_queues (when given)."""
+    return await conn.fetch(
+        f"select {_AGENT_COLUMNS} from agents where lower(username) = any($1::text[])"
+        " or ($2::text is not null and my_queues @> array[$2::text]) order by username",
+        [name.lower() for name in usernames],
+        queue,
+    )
+
+
+async def agent(conn: asyncpg.Connection | asyncpg.Pool, username: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"select {_AGENT_COLUMNS} from agents where username = $1", username)
+
+
+_TICKET_COLUMNS = (
+    "ticket_id, ticket_number, title, queue, state, priority, owner, lock_holder, customer, spam, articles"
+)
+
+
+async def notice_ticket(conn: asyncpg.Connection, ticket_id: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"select {_TICKET_COLUMNS} from notice_tickets where ticket_id = $1", ticket_id)
+
+
+async def put_notice_ticket(conn: asyncpg.Connection, values: dict[str, Any]) -> None:
+    names = [n.strip() for n in _TICKET_COLUMNS.split(",")]
+    updates = ", ".join(f"{n} = excluded.{n}" for n in names[1:])
+    placeholders = ", ".join(f"${i}" for i in range(1, len(names) + 1))
+    await conn.execute(
+        f"insert into notice_tickets ({_TICKET_COLUMNS}) values ({placeholders})"
+        f" on conflict (ticket_id) do update set {updates}, updated_at = now()",
+        *(values[n] for n in names),
+    )

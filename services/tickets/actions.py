@@ -6,6 +6,7 @@ Each function finds the ticket by its number, builds the domain command and runs
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime
 from email.utils import parseaddr
@@ -19,6 +20,7 @@ from services.tickets.domain import (
     AddNote,
     AddPhoneArticle,
     Answer,
+    CreateByAgent,
     Lock,
     MarkSpam,
     Merge,
@@ -37,6 +39,7 @@ from services.tickets.domain import (
     decide_add_note,
     decide_add_phone_article,
     decide_answer,
+    decide_create_by_agent,
     decide_lock,
     decide_mark_spam,
     decide_merge,
@@ -52,7 +55,15 @@ from services.tickets.domain import (
     decide_unwatch,
     decide_watch,
 )
-from services.tickets.errors import AlreadyLocked, NotLocked, NotMerged, TicketError, TicketNotFound, UnknownArticle
+from services.tickets.errors import (
+    AlreadyLocked,
+    NotLocked,
+    NotMerged,
+    TicketError,
+    TicketNotFound,
+    UnknownArticle,
+    UnknownQueue,
+)
 from services.tickets.projections import queue_stream
 from shared.envelope import make_envelope, new_id, utcnow
 from shared.events import EventData, QueueConfigured
@@ -163,6 +174,32 @@ class Actions:
 
         return await self._run(number, decide, ctx)
 
+    # ------------------------------------------------------------------ new tickets
+
+    async def create_ticket(self, fields: dict[str, Any], ctx: Context, idempotency_key: str | None = None) -> Outcome:
+        """A phone or email ticket (:class:`CreateByAgent`; ``fields`` are its fields but the
+        ids, number and agent). With an idempotency key the ticket and article ids derive from
+        it and the actor, so a retried request lands on its ticket and decides nothing."""
+        known = await store.known_queues(self.conn)
+        if fields.get("queue") not in known:  # before a number is drawn: no gap for a typo
+            raise UnknownQueue(f"there is no queue {fields.get('queue')!r}")
+        ticket_id, article_id = agent_ticket_ids(ctx.actor, idempotency_key)
+        cmd = CreateByAgent(
+            agent=ctx.actor,
+            ticket_id=ticket_id,
+            ticket_number=await self.tickets.next_number(utcnow()),
+            article_id=article_id,
+            mail_domain=self.settings.mail_domain,
+            **fields,
+        )
+        return await self.tickets.execute(
+            self.conn,
+            ticket_id,
+            lambda t, now: decide_create_by_agent(t, cmd, now, known),
+            ctx,
+            probably_new=idempotency_key is None,
+        )
+
     # ------------------------------------------------------------------ merge and split
 
     async def merge(self, number: str, into: str, ctx: Context) -> tuple[Outcome, Outcome]:
@@ -235,6 +272,18 @@ class Actions:
         await enqueue(conn, self.tickets.topic, sealed, key=f"queue:{config.name}")
         await self.tickets.projector.project(conn, sealed)
         return True
+
+
+_AGENT_TICKETS = uuid.UUID("0b6c2a9e-5f3d-4c1e-9d7a-3e8f1a2b4c5d")
+
+
+def agent_ticket_ids(actor: str, idempotency_key: str | None) -> tuple[str, str]:
+    """(ticket id, first article id) of an agent-created ticket: fresh UUIDv7s, or, for an
+    idempotency key, derived from it and the actor (so two agents' keys never collide)."""
+    if not idempotency_key:
+        return new_id(), new_id()
+    seed = f"{actor}\n{idempotency_key}"
+    return str(uuid.uuid5(_AGENT_TICKETS, f"ticket:{seed}")), str(uuid.uuid5(_AGENT_TICKETS, f"article:{seed}"))
 
 
 def _customer_name(ticket: Ticket | None) -> str | None:

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from email.utils import getaddresses
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
@@ -28,6 +28,7 @@ from services.tickets.errors import (
     NotLockOwner,
     TicketError,
     TicketIsMerged,
+    UnknownQueue,
 )
 from shared.events import QueueConfigured
 
@@ -61,6 +62,8 @@ def error_body(exc: TicketError) -> dict[str, Any]:
         body["locked_by"] = exc.holder
     if isinstance(exc, InvalidInput):
         body["field"] = exc.field
+    if isinstance(exc, UnknownQueue):
+        body["field"] = "queue"
     if isinstance(exc, TicketIsMerged):
         body["merged_into"] = exc.into_number
     return body
@@ -146,12 +149,50 @@ class AnswerBody(Body):
     @field_validator("to", "cc")
     @classmethod
     def _addresses(cls, values: list[str] | None) -> list[str] | None:
-        """Each one address (``a@b`` or ``Name <a@b>``): else notify could never send the answer."""
-        for value in values or []:
-            pairs = getaddresses([value])
-            if len(pairs) != 1 or "@" not in pairs[0][1].strip("@"):
-                raise ValueError(f"not a single email address: {value!r}")
-        return values
+        return _single_addresses(values)
+
+
+def _single_addresses(values: list[str] | None) -> list[str] | None:
+    """Each one address (``a@b`` or ``Name <a@b>``): else notify could never send the mail."""
+    for value in values or []:
+        pairs = getaddresses([value])
+        if len(pairs) != 1 or "@" not in pairs[0][1].strip("@"):
+            raise ValueError(f"not a single email address: {value!r}")
+    return values
+
+
+class CustomerBody(Body):
+    email: str
+    name: str | None = None
+
+
+class CreateTicketBody(Body):
+    """``POST /tickets``: a phone ticket (the customer called) or an email ticket (the agent
+    writes to the customer). Checks beyond shape (queue, address, state) are the domain's."""
+
+    kind: Literal["phone", "email"]
+    queue: str
+    customer: CustomerBody
+    subject: str = Field(min_length=1)
+    body: str = Field(min_length=1)
+    priority: int = 3
+    next_state: str = "open"
+    pending_until: datetime | None = None
+    lock: bool = False
+    owner: str | None = None
+    to: list[str] | None = Field(default=None, description="email tickets: defaults to the customer")
+    cc: list[str] = []
+    agent_name: str | None = None
+
+    @field_validator("to", "cc")
+    @classmethod
+    def _addresses(cls, values: list[str] | None) -> list[str] | None:
+        return _single_addresses(values)
+
+    def command_fields(self) -> dict[str, Any]:
+        """The fields of ``CreateByAgent`` this body sets."""
+        fields = self.model_dump(exclude={"customer"}, exclude_none=True)
+        return {**fields, "customer_email": self.customer.email, "customer_name": self.customer.name}
 
 
 class MergeBody(Body):
@@ -337,6 +378,22 @@ def build_router(tickets: Tickets) -> APIRouter:
         return await queries.head_hashes(tickets.events)
 
     # ------------------------------------------------------------------ commands
+
+    @router.post("/tickets", status_code=201)
+    async def create_ticket(
+        body: CreateTicketBody,
+        cmd: Cmd,
+        idempotency_key: Annotated[str | None, Header(alias="Idempotency-Key")] = None,
+    ) -> Json:
+        outcome = await cmd.actions.create_ticket(body.command_fields(), cmd.ctx, idempotency_key)
+        assert outcome.ticket is not None
+        first = outcome.ticket.articles[0].article_id if outcome.ticket.articles else None
+        return {
+            "number": outcome.ticket.number,
+            "ticket_id": outcome.ticket.ticket_id,
+            "version": outcome.version,
+            "article_id": first,
+        }
 
     @router.post("/tickets/{number}/lock")
     async def lock(number: str, cmd: Cmd) -> Json:

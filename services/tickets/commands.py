@@ -28,7 +28,9 @@ from services.tickets.domain import (
     FollowUpFromMail,
     Ticket,
     decide_create,
+    decide_escalation_settings,
     decide_follow_up,
+    escalation_settings_of,
     from_snapshot,
     to_snapshot,
 )
@@ -37,7 +39,7 @@ from services.tickets.numbers import DateChecksumGenerator
 from services.tickets.privacy import Vault, decrypt_all, kids_of
 from services.tickets.projections import Projector, list_row
 from services.tickets.settings import TicketsSettings
-from services.tickets.state import fold
+from services.tickets.state import evolve, fold
 from shared.envelope import Envelope, make_envelope, utcnow
 from shared.events import TOPIC_TICKET_EVENTS, EventData, TicketRouted
 from shared.eventstore import ConcurrencyError, EventStore
@@ -129,6 +131,8 @@ class Tickets:
         counter = PostgresDayCounter(pool, settings.ticket_number_block)
         self.numbers = DateChecksumGenerator(counter, settings.ticket_system_id)
         self.topic = settings.topic(TOPIC_TICKET_EVENTS)
+        # Queue escalation times the timers have brought every open ticket up to (per replica).
+        self.escalation_keys_seen: dict[str, str] = {}
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -169,9 +173,14 @@ class Tickets:
         self, conn: asyncpg.Connection, stream_id: str, ticket: Ticket | None, events: Sequence[EventData],
         ctx: Context, now: datetime,
     ) -> tuple[Ticket | None, list[Envelope]]:  # fmt: skip
-        """Append ``events`` after ``ticket``'s version, project them, snapshot when due."""
+        """Append ``events`` after ``ticket``'s version, project them, snapshot when due.
+
+        Every write also brings the ticket's escalation times up to date with its queue's (see
+        :func:`~services.tickets.domain.decide_escalation_settings`), in the same append.
+        """
         if not events:
             return ticket, []
+        events = [*events, *await self._escalation_settings(conn, ticket, events, ctx, now)]
         envelopes = [
             make_envelope(
                 e,
@@ -194,6 +203,16 @@ class Tickets:
         after = fold(sealed, ticket)
         await self._snapshot_if_due(conn, expected, after)
         return after, sealed
+
+    async def _escalation_settings(
+        self, conn: asyncpg.Connection, ticket: Ticket | None, events: Sequence[EventData], ctx: Context, now: datetime
+    ) -> list[EventData]:
+        after = ticket
+        for i, event in enumerate(events, start=1):
+            after = evolve(after, event, actor=ctx.actor, at=now, version=(ticket.version if ticket else 0) + i)
+        if after is None or after.is_closed:
+            return []
+        return decide_escalation_settings(after, escalation_settings_of(await store.queue_settings(conn, after.queue)))
 
     async def _snapshot_if_due(self, conn: asyncpg.Connection, before: int, ticket: Ticket | None) -> None:
         every = self.settings.snapshot_every

@@ -53,6 +53,7 @@ from services.tickets.numbers import is_valid_ticket_number, ticket_hook
 from services.tickets.state import (
     PRIORITY_NAMES,
     Article,
+    EscalationSettings,
     Ticket,
     apply,
     evolve,
@@ -74,6 +75,9 @@ from shared.events import (
     AutoReplySent,
     AutoReplySuppressed,
     DeliveryFailed,
+    EscalationBreached,
+    EscalationSettingsApplied,
+    EscalationWarning,
     EventData,
     NoteAdded,
     OwnerChanged,
@@ -81,6 +85,7 @@ from shared.events import (
     PendingReminderReached,
     PhoneArticleAdded,
     PriorityChanged,
+    QueueConfigured,
     ResponsibleChanged,
     StateChanged,
     TicketAbsorbed,
@@ -105,16 +110,16 @@ __all__ = [
     # history screens (services.tickets.history)
     "describe",
     # commands
-    "CreateFromMail", "FollowUpFromMail", "Lock", "Unlock", "SetOwner", "SetResponsible", "Move",
+    "CreateFromMail", "CreateByAgent", "FollowUpFromMail", "Lock", "Unlock", "SetOwner", "SetResponsible", "Move",
     "SetState", "SetPriority", "SetTitle", "AddNote", "AddPhoneArticle", "Answer", "MarkSpam",
     "Merge", "Unmerge", "Split", "Watch", "Unwatch", "RecordDelivery",
     # decisions
-    "decide_create", "decide_follow_up", "decide_lock", "decide_unlock", "decide_set_owner",
+    "decide_create", "decide_create_by_agent", "decide_follow_up", "decide_lock", "decide_unlock", "decide_set_owner",
     "decide_set_responsible", "decide_watch", "decide_unwatch", "decide_move", "decide_set_state",
     "decide_set_priority", "decide_set_title", "decide_mark_spam", "decide_add_note",
     "decide_add_phone_article", "decide_answer", "decide_record_delivery", "decide_merge",
     "decide_unmerge", "decide_split", "answer_subject", "decide_record_notice", "decide_unlock_timeout",
-    "decide_pending_due",
+    "decide_pending_due", "decide_escalation_settings", "decide_escalations", "escalation_settings_of",
     # errors (all in services.tickets.errors)
     "TicketError",
 ]  # fmt: skip
@@ -144,6 +149,36 @@ class CreateFromMail:
     ticket_id: str
     ticket_number: str
     article_id: str = field(default_factory=new_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CreateByAgent:
+    """A phone or email ticket an agent opens (OTRS's AgentTicketPhone / AgentTicketEmail).
+
+    ``phone``: the customer called; their call is the first article (inbound). ``email``: the
+    agent writes to the customer; the mail is an ``AnswerSent``, so notify sends it like any
+    answer. ``lock`` locks the ticket to its owner (``owner``, else the agent).
+    """
+
+    agent: str
+    kind: Literal["phone", "email"]
+    ticket_id: str
+    ticket_number: str
+    queue: str
+    customer_email: str
+    subject: str
+    body: str
+    customer_name: str | None = None
+    priority: int = 3
+    next_state: str = "open"
+    pending_until: datetime | None = None
+    lock: bool = False
+    owner: str | None = None
+    to: Sequence[str] | None = None  # email: defaults to the customer
+    cc: Sequence[str] = ()
+    agent_name: str | None = None
+    article_id: str = field(default_factory=new_id)
+    mail_domain: str = DEFAULT_MAIL_DOMAIN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -544,6 +579,90 @@ def decide_create(ticket: Ticket | None, cmd: CreateFromMail, now: datetime) -> 
     d.add(_mail_article(cmd.ticket_id, cmd.article_id, routed))
     d.add(*_auto_reply(d.ticket, routed, "new_ticket"))
     return d.events
+
+
+CREATE_STATES: tuple[str, ...] = ("new", *SETTABLE_STATES)
+
+
+def _single_address(value: str) -> bool:
+    """One plain address, ``local@domain``: what a ticket's customer must be for notify to write."""
+    local, at_sign, domain = value.rpartition("@")
+    plain = not any(c.isspace() or c in ',;<>()[]"\\' for c in value)
+    return bool(at_sign and local and domain and "." in domain.strip(".") and plain)
+
+
+def _check_new_ticket(cmd: CreateByAgent, now: datetime, known_queues: Collection[str] | None) -> datetime | None:
+    """Every refusal before anything is decided; returns the pending time to record."""
+    if known_queues is not None and cmd.queue not in known_queues:
+        raise UnknownQueue(f"there is no queue {cmd.queue!r}")
+    if not _single_address(cmd.customer_email.strip()):
+        raise InvalidInput("customer.email", f"{cmd.customer_email!r} is not an email address")
+    _text("subject", cmd.subject)
+    _text("body", cmd.body)
+    if isinstance(cmd.priority, bool) or cmd.priority not in PRIORITY_NAMES:
+        raise InvalidPriority(f"priority must be 1 (very low) .. 5 (very high), not {cmd.priority!r}")
+    if cmd.owner is not None:
+        _text("owner", cmd.owner)
+    if not is_valid_ticket_number(cmd.ticket_number):
+        raise InvalidInput("ticket_number", f"{cmd.ticket_number!r} is not a valid ticket number")
+    return _check_target_state(cmd.next_state, cmd.pending_until, now, CREATE_STATES)
+
+
+def decide_create_by_agent(
+    ticket: Ticket | None, cmd: CreateByAgent, now: datetime, known_queues: Collection[str] | None = None
+) -> list[EventData]:
+    """A ticket an agent opens: ``TicketCreated``, owner and lock, the first article (the
+    customer's call, or the agent's mail as ``AnswerSent``), then the state chosen (closing
+    unlocks first). The same command again (a retried request: same ticket and article ids)
+    decides nothing; another command on an existing ticket id is ``TicketExists``."""
+    if ticket is not None:
+        if ticket.article(cmd.article_id) is not None:
+            return []
+        raise TicketExists(f"ticket {ticket.number} already exists")
+    pending_until = _check_new_ticket(cmd, now, known_queues)
+    email = cmd.customer_email.strip()
+    created = TicketCreated(
+        ticket_id=cmd.ticket_id,
+        ticket_number=cmd.ticket_number,
+        title=cmd.subject.strip(),
+        queue=cmd.queue,
+        priority=cmd.priority,
+        state="new" if cmd.next_state == "new" else "open",
+        customer_email=email,
+        customer_id=_customer_id(email),
+    )
+    d = _Decision.creating(created, now)
+    d.actor = cmd.agent
+    owner = cmd.owner.strip() if cmd.owner else None
+    if cmd.lock and cmd.next_state not in CLOSED_STATES:
+        d.add(*_lock_events(d.ticket, owner or cmd.agent))
+    else:
+        d.add(*_owner_events(d.ticket, owner))
+    d.add(_first_article(d.ticket, cmd, email))
+    d.add(*_state_events(d.ticket, cmd.next_state, pending_until))
+    return d.events
+
+
+def _first_article(t: Ticket, cmd: CreateByAgent, email: str) -> EventData:
+    if cmd.kind == "phone":
+        return PhoneArticleAdded(
+            ticket_id=t.ticket_id, article_id=cmd.article_id, direction="inbound", subject=cmd.subject, body=cmd.body
+        )
+    recipients = list(cmd.to) if cmd.to else [_format_address(cmd.customer_name or "", email)]
+    return AnswerSent(
+        ticket_id=t.ticket_id,
+        ticket_number=t.number,
+        article_id=cmd.article_id,
+        queue=t.queue,
+        to=recipients,
+        cc=list(cmd.cc),
+        subject=answer_subject(t.number, t.title, cmd.subject),
+        body=cmd.body,
+        message_id=f"<{cmd.article_id}@{cmd.mail_domain}>",
+        customer_name=cmd.customer_name,
+        title=t.title,
+        agent_name=cmd.agent_name or cmd.agent,
+    )
 
 
 def decide_follow_up(ticket: Ticket | None, cmd: FollowUpFromMail, now: datetime) -> list[EventData]:
@@ -984,4 +1103,59 @@ def decide_pending_due(ticket: Ticket | None, now: datetime) -> list[EventData]:
     d = _Decision(t, SYSTEM_ACTOR, now)
     d.add(PendingAutoCloseReached(ticket_id=t.ticket_id, to_state=to_state))
     d.add(*_state_events(d.ticket, to_state, None))
+    return d.events
+
+
+# --------------------------------------------------------------------------- escalation
+
+
+def escalation_settings_of(queue: QueueConfigured | None) -> EscalationSettings | None:
+    """A queue's escalation times (None for an unknown queue: nothing applies)."""
+    if queue is None:
+        return None
+    return EscalationSettings(
+        queue=queue.name,
+        first_response_minutes=queue.first_response_minutes,
+        update_minutes=queue.update_minutes,
+        solution_minutes=queue.solution_minutes,
+        warning_percent=queue.escalation_warning_percent,
+    )
+
+
+def decide_escalation_settings(ticket: Ticket | None, settings: EscalationSettings | None) -> list[EventData]:
+    """Apply the ticket's queue's escalation times when they differ from those it runs on (a new
+    ticket, a move, a reopen, a queue whose times changed; ``None``, an unknown queue, turns
+    them off). Closed tickets are left alone: they get their queue's times when reopened."""
+    if ticket is None or ticket.is_closed:
+        return []
+    target = settings or EscalationSettings(queue=ticket.queue)
+    if target.key == ticket.escalation_settings_key:
+        return []
+    applied = EscalationSettingsApplied(
+        ticket_id=ticket.ticket_id,
+        queue=target.queue,
+        first_response_minutes=target.first_response_minutes,
+        update_minutes=target.update_minutes,
+        solution_minutes=target.solution_minutes,
+        warning_percent=target.warning_percent,
+    )
+    return [applied]
+
+
+def decide_escalations(ticket: Ticket | None, settings: EscalationSettings | None, now: datetime) -> list[EventData]:
+    """The timer's decision: apply changed queue times first, then, for every running clock, an
+    ``EscalationWarning`` once the warning share of its time has passed and an
+    ``EscalationBreached`` once it is due, each once per due time. A clock found already past due
+    gets only the breach."""
+    t = _existing(ticket)
+    d = _Decision(t, SYSTEM_ACTOR, now)
+    d.add(*decide_escalation_settings(d.ticket, settings))
+    moment = _aware(now)
+    for clock in d.ticket.escalations():
+        if clock.breached:
+            continue
+        if clock.due_at <= moment:
+            d.add(EscalationBreached(ticket_id=t.ticket_id, kind=clock.kind, due_at=clock.due_at))
+        elif not clock.warned and clock.warn_at is not None and clock.warn_at <= moment:
+            d.add(EscalationWarning(ticket_id=t.ticket_id, kind=clock.kind, due_at=clock.due_at))
     return d.events

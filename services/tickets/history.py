@@ -7,6 +7,7 @@ type name, so one odd event cannot hide a ticket's history.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from services.tickets.state import PRIORITY_NAMES
@@ -20,6 +21,9 @@ from shared.events import (
     AutoReplySent,
     AutoReplySuppressed,
     DeliveryFailed,
+    EscalationBreached,
+    EscalationSettingsApplied,
+    EscalationWarning,
     EventData,
     NoteAdded,
     OwnerChanged,
@@ -246,6 +250,40 @@ def _reminder(e: PendingReminderReached, actor: str) -> str:
 @_describes(PendingAutoCloseReached)
 def _auto_close(e: PendingAutoCloseReached, actor: str) -> str:
     return f"Pending auto close reached: closing as {e.to_state}"
+
+
+_ESCALATION_KINDS = {"first_response": "first response", "update": "update", "solution": "solution"}
+
+
+def _due(moment: datetime) -> str:
+    return moment.strftime("%Y-%m-%d %H:%M UTC") if moment.utcoffset() in (None, timedelta(0)) else moment.isoformat()
+
+
+@_describes(EscalationSettingsApplied)
+def _escalation_settings(e: EscalationSettingsApplied, actor: str) -> str:
+    times = [
+        f"{label} {minutes} min"
+        for label, minutes in (
+            ("first response", e.first_response_minutes),
+            ("update", e.update_minutes),
+            ("solution", e.solution_minutes),
+        )
+        if minutes > 0
+    ]
+    if not times:
+        return f"Escalation off (queue {e.queue})"
+    warning = f", warning at {e.warning_percent} %" if 0 < e.warning_percent < 100 else ""
+    return f"Escalation times of queue {e.queue}: {', '.join(times)}{warning}"
+
+
+@_describes(EscalationWarning)
+def _escalation_warning(e: EscalationWarning, actor: str) -> str:
+    return f"Escalation warning: {_ESCALATION_KINDS[e.kind]} time due at {_due(e.due_at)}"
+
+
+@_describes(EscalationBreached)
+def _escalation_breached(e: EscalationBreached, actor: str) -> str:
+    return f"Escalation: {_ESCALATION_KINDS[e.kind]} time breached (was due at {_due(e.due_at)})"
 
 
 @_describes(AgentNotified)

@@ -213,6 +213,7 @@ def _agent_article(common: _Origin, event: NoteAdded | PhoneArticleAdded, actor:
 
 
 def ticket_row(ticket: Ticket) -> store.TicketRow:
+    due = ticket.escalation_due
     return store.TicketRow(
         ticket_id=ticket.ticket_id,
         number=ticket.number,
@@ -234,6 +235,10 @@ def ticket_row(ticket: Ticket) -> store.TicketRow:
         spam=ticket.spam,
         version=ticket.version,
         doc=ticket.model_dump(mode="json", exclude={"articles"}),
+        escalation_due_at=due.due_at if due else None,
+        escalation_kind=due.kind if due else None,
+        escalation_next_at=ticket.escalation_next_at,
+        escalation_settings=ticket.escalation_settings_key,
     )
 
 

@@ -11,7 +11,7 @@ keeping them out keeps snapshots small and free of customer text that erasure mu
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -24,6 +24,10 @@ from shared.events import (
     AnswerSent,
     ArticleAdded,
     DeliveryFailed,
+    EscalationBreached,
+    EscalationKind,
+    EscalationSettingsApplied,
+    EscalationWarning,
     EventData,
     MailFlags,
     NoteAdded,
@@ -82,6 +86,60 @@ class Article(_Frozen):
     delivery_detail: str | None = None
 
 
+class EscalationSettings(_Frozen):
+    """A queue's escalation times as they apply to a ticket (``EscalationSettingsApplied``)."""
+
+    queue: str
+    first_response_minutes: int = 0
+    update_minutes: int = 0
+    solution_minutes: int = 0
+    warning_percent: int = 80
+
+    @property
+    def key(self) -> str:
+        """Compact and comparable (the list's ``escalation_settings``): "" when all are off."""
+        return escalation_key(
+            self.first_response_minutes, self.update_minutes, self.solution_minutes, self.warning_percent
+        )
+
+    def minutes(self, kind: EscalationKind) -> int:
+        return max(getattr(self, f"{kind}_minutes"), 0)
+
+
+def escalation_key(first_response: int, update: int, solution: int, warning_percent: int) -> str:
+    if first_response <= 0 and update <= 0 and solution <= 0:
+        return ""
+    return f"{max(first_response, 0)}/{max(update, 0)}/{max(solution, 0)}/{warning_percent}"
+
+
+class EscalationMark(_Frozen):
+    """A warning or breach already emitted for one kind and due time (each is emitted once)."""
+
+    kind: EscalationKind
+    level: Literal["warning", "breach"]
+    due_at: datetime
+
+
+ESCALATION_KINDS: tuple[EscalationKind, ...] = ("first_response", "update", "solution")
+
+
+class Escalation(_Frozen):
+    """One running escalation clock of a ticket."""
+
+    kind: EscalationKind
+    due_at: datetime
+    warn_at: datetime | None  # None: no warning (percent 0 or >= 100)
+    warned: bool
+    breached: bool
+
+    @property
+    def next_at(self) -> datetime | None:
+        """When a timer must next act on it: the warning, then the breach."""
+        if not self.breached and not self.warned and self.warn_at is not None and self.warn_at < self.due_at:
+            return self.warn_at
+        return None if self.breached else self.due_at
+
+
 class MergeInfo(_Frozen):
     """Where a merged ticket went, and what it was before, so an unmerge can restore it."""
 
@@ -123,6 +181,14 @@ class Ticket(_Frozen):
     splits: tuple[SplitOff, ...] = ()
     spam: bool = False
     reminder_reached_for: datetime | None = None  # the pending time whose reminder was sent
+    # Escalation (see ``escalations``): the queue's times, and the facts the due times run from.
+    escalation: EscalationSettings | None = None
+    first_response_at: datetime | None = None  # the first answer or outbound call
+    update_from: datetime | None = None  # the oldest customer contact no agent contact followed
+    update_from_paused: float = 0.0  # ``paused_seconds`` when ``update_from`` was set
+    paused_since: datetime | None = None  # in a pending state since (the clocks stand still)
+    paused_seconds: float = 0.0  # pending time so far, added to every due time
+    escalation_marks: tuple[EscalationMark, ...] = ()
     created_at: datetime
     changed_at: datetime
     version: int
@@ -144,6 +210,55 @@ class Ticket(_Frozen):
             return self.pending_until
         return None
 
+    @property
+    def escalation_settings_key(self) -> str:
+        return self.escalation.key if self.escalation else ""
+
+    def escalations(self) -> list[Escalation]:
+        """The running escalation clocks, OTRS's way: first response due at creation + its minutes
+        until the first answer (or outbound call); update due at the oldest customer contact not
+        yet followed by an agent's answer or call + its minutes; solution due at creation + its
+        minutes until closed. None run on closed, merged or removed tickets, and none while
+        pending: pending time is added to the due times, so the clocks stand still (Znuny's
+        escalation suspend); a kind with 0 minutes is off."""
+        settings = self.escalation
+        if settings is None or self.is_closed or self.is_pending:
+            return []
+        bases: dict[EscalationKind, tuple[datetime | None, float]] = {
+            "first_response": (None if self.first_response_at else self.created_at, 0.0),
+            "update": (self.update_from, self.update_from_paused),
+            "solution": (self.created_at, 0.0),
+        }
+        clocks = (self._clock(kind, *bases[kind], settings) for kind in ESCALATION_KINDS)
+        return [c for c in clocks if c is not None]
+
+    def _clock(
+        self, kind: EscalationKind, base: datetime | None, paused_before: float, settings: EscalationSettings
+    ) -> Escalation | None:
+        """One clock from ``base``: its minutes later, plus the time spent pending since ``base``."""
+        minutes = settings.minutes(kind)
+        if base is None or minutes == 0:
+            return None
+        due = _utc(base) + timedelta(minutes=minutes, seconds=self.paused_seconds - paused_before)
+        percent = settings.warning_percent
+        warn = due - timedelta(minutes=minutes * (100 - percent) / 100) if 0 < percent < 100 else None
+        warned, breached = self.marked(kind, "warning", due), self.marked(kind, "breach", due)
+        return Escalation(kind=kind, due_at=due, warn_at=warn, warned=warned, breached=breached)
+
+    def marked(self, kind: EscalationKind, level: str, due_at: datetime) -> bool:
+        return any(m.kind == kind and m.level == level and _utc(m.due_at) == due_at for m in self.escalation_marks)
+
+    @property
+    def escalation_due(self) -> Escalation | None:
+        """The earliest running clock ("escalation in"): the list's ``escalation_due_at``/``kind``."""
+        return min(self.escalations(), key=lambda c: c.due_at, default=None)
+
+    @property
+    def escalation_next_at(self) -> datetime | None:
+        """When the timer must next look at this ticket's escalations."""
+        moments = [c.next_at for c in self.escalations() if c.next_at is not None]
+        return min(moments, default=None)
+
     def article(self, article_id: str) -> Article | None:
         return next((a for a in self.articles if a.article_id == article_id), None)
 
@@ -161,6 +276,10 @@ class Ticket(_Frozen):
 
 
 # --------------------------------------------------------------------------- apply
+
+# The timer's escalation events don't count as a change: the unlock timeout (and the list's
+# "changed" order) measure what people did to the ticket.
+_BOOKKEEPING = (EscalationSettingsApplied, EscalationWarning, EscalationBreached)
 
 _Updates = dict[str, Any]
 _Handler = Callable[[Ticket, Any, str, datetime], _Updates]
@@ -200,7 +319,8 @@ def evolve(ticket: Ticket | None, event: EventData, *, actor: str, at: datetime,
         raise ValueError(f"{event.TYPE} before TicketCreated")
     handler = _HANDLERS.get(type(event))
     updates = handler(ticket, event, actor, at) if handler else {}
-    return ticket.model_copy(update={**updates, "changed_at": at, "version": version})
+    changed_at = ticket.changed_at if isinstance(event, _BOOKKEEPING) else at
+    return ticket.model_copy(update={**updates, "changed_at": changed_at, "version": version})
 
 
 def fold(envelopes: Iterable[Envelope], start: Ticket | None = None) -> Ticket | None:
@@ -254,6 +374,7 @@ def _created(event: TicketCreated, at: datetime, version: int) -> Ticket:
         customer_email=event.customer_email,
         customer_id=event.customer_id,
         spam=event.spam,
+        paused_since=at if event.state in PENDING_STATES else None,
         created_at=at,
         changed_at=at,
         version=version,
@@ -282,7 +403,20 @@ def _article_added(ticket: Ticket, e: ArticleAdded, actor: str, at: datetime) ->
         created_at=at,
         created_by=actor,
     )
-    return {"articles": (*ticket.articles, article)}
+    contact = _contact(ticket, e.sender_type, at) if e.channel != "internal" else {}
+    return {"articles": (*ticket.articles, article), **contact}
+
+
+def _contact(ticket: Ticket, sender_type: str, at: datetime) -> _Updates:
+    """A contact with the customer, for the escalation clocks: the customer's starts the update
+    clock (unless one already runs); an agent's meets the first response and stops it."""
+    if sender_type == "customer":
+        if ticket.update_from is not None:
+            return {}
+        return {"update_from": at, "update_from_paused": ticket.paused_seconds}
+    if sender_type == "agent":
+        return {"first_response_at": ticket.first_response_at or at, "update_from": None, "update_from_paused": 0.0}
+    return {}
 
 
 @_handles(NoteAdded)
@@ -312,7 +446,7 @@ def _phone_added(ticket: Ticket, e: PhoneArticleAdded, actor: str, at: datetime)
         created_at=at,
         created_by=actor,
     )
-    return {"articles": (*ticket.articles, call)}
+    return {"articles": (*ticket.articles, call), **_contact(ticket, call.sender_type, at)}
 
 
 @_handles(AnswerSent)
@@ -332,7 +466,7 @@ def _answer_sent(ticket: Ticket, e: AnswerSent, actor: str, at: datetime) -> _Up
         created_by=actor,
         delivery="queued",
     )
-    return {"articles": (*ticket.articles, answer)}
+    return {"articles": (*ticket.articles, answer), **_contact(ticket, "agent", at)}
 
 
 def _set_delivery(ticket: Ticket, article_id: str, status: DeliveryStatus, detail: str) -> _Updates:
@@ -382,7 +516,18 @@ def _moved(ticket: Ticket, e: TicketMoved, actor: str, at: datetime) -> _Updates
 @_handles(StateChanged)
 def _state(ticket: Ticket, e: StateChanged, actor: str, at: datetime) -> _Updates:
     pending_until = e.pending_until if e.to_state in PENDING_STATES else None
-    return {"state": e.to_state, "pending_until": pending_until}
+    return {"state": e.to_state, "pending_until": pending_until, **_pause(ticket, e.to_state, at)}
+
+
+def _pause(ticket: Ticket, to_state: str, at: datetime) -> _Updates:
+    """Pending states stop the escalation clocks; leaving them adds the time to ``paused_seconds``."""
+    pending = to_state in PENDING_STATES
+    if pending and ticket.paused_since is None:
+        return {"paused_since": at}
+    if not pending and ticket.paused_since is not None:
+        paused = max((_utc(at) - _utc(ticket.paused_since)).total_seconds(), 0.0)
+        return {"paused_since": None, "paused_seconds": ticket.paused_seconds + paused}
+    return {}
 
 
 @_handles(PriorityChanged)
@@ -449,3 +594,31 @@ def _unwatch(ticket: Ticket, e: WatchStopped, actor: str, at: datetime) -> _Upda
 @_handles(PendingReminderReached)
 def _reminder(ticket: Ticket, e: PendingReminderReached, actor: str, at: datetime) -> _Updates:
     return {"reminder_reached_for": e.pending_until}
+
+
+@_handles(EscalationSettingsApplied)
+def _escalation_settings(ticket: Ticket, e: EscalationSettingsApplied, actor: str, at: datetime) -> _Updates:
+    settings = EscalationSettings(
+        queue=e.queue,
+        first_response_minutes=e.first_response_minutes,
+        update_minutes=e.update_minutes,
+        solution_minutes=e.solution_minutes,
+        warning_percent=e.warning_percent,
+    )
+    return {"escalation": settings}
+
+
+def _mark(ticket: Ticket, mark: EscalationMark) -> _Updates:
+    """Keep the latest mark per (kind, level): an older due time can never come back as due."""
+    others = tuple(m for m in ticket.escalation_marks if (m.kind, m.level) != (mark.kind, mark.level))
+    return {"escalation_marks": (*others, mark)}
+
+
+@_handles(EscalationWarning)
+def _escalation_warning(ticket: Ticket, e: EscalationWarning, actor: str, at: datetime) -> _Updates:
+    return _mark(ticket, EscalationMark(kind=e.kind, level="warning", due_at=e.due_at))
+
+
+@_handles(EscalationBreached)
+def _escalation_breached(ticket: Ticket, e: EscalationBreached, actor: str, at: datetime) -> _Updates:
+    return _mark(ticket, EscalationMark(kind=e.kind, level="breach", due_at=e.due_at))

@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 import asyncpg
 
 from shared.envelope import Envelope
+from shared.events import CLOSED_STATES, QueueConfigured
 
 Db: TypeAlias = asyncpg.Connection | asyncpg.Pool
 
@@ -89,6 +90,10 @@ class TicketRow:
     spam: bool
     version: int
     doc: dict[str, Any]
+    escalation_due_at: datetime | None = None  # the earliest running escalation clock
+    escalation_kind: str | None = None
+    escalation_next_at: datetime | None = None  # when the timer must next act on escalations
+    escalation_settings: str = ""  # the queue times it runs on (EscalationSettings.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +122,8 @@ class ArticleRow:
 
 _TICKET_COLUMNS = (
     "ticket_id, number, title, state, locked_by, owner, responsible, queue, priority, customer_email,"
-    " customer_id, created_at, changed_at, pending_until, due_at, watchers, merged_into, spam, version, doc"
+    " customer_id, created_at, changed_at, pending_until, due_at, watchers, merged_into, spam, version, doc,"
+    " escalation_due_at, escalation_kind, escalation_next_at, escalation_settings"
 )
 _TICKET_UPDATES = ", ".join(
     f"{c} = excluded.{c}" for c in _TICKET_COLUMNS.replace(" ", "").split(",") if c != "ticket_id"
@@ -140,7 +146,7 @@ async def queue_versions(conn: Db, names: Sequence[str]) -> dict[str, int]:
 
 
 async def upsert_tickets(conn: Db, rows: Iterable[TicketRow]) -> None:
-    placeholders = ", ".join(f"${i}" for i in range(1, 21))
+    placeholders = ", ".join(f"${i}" for i in range(1, 25))
     await conn.executemany(
         f"insert into ticket_list ({_TICKET_COLUMNS}) values ({placeholders})"
         f" on conflict (ticket_id) do update set {_TICKET_UPDATES} where ticket_list.version < excluded.version",
@@ -166,6 +172,10 @@ async def upsert_tickets(conn: Db, rows: Iterable[TicketRow]) -> None:
                 r.spam,
                 r.version,
                 r.doc,
+                r.escalation_due_at,
+                r.escalation_kind,
+                r.escalation_next_at,
+                r.escalation_settings,
             )  # fmt: skip
             for r in rows
         ],
@@ -281,6 +291,16 @@ async def queue_config(db: Db, name: str) -> asyncpg.Record | None:
     return await db.fetchrow("select * from queues where name = $1", name)
 
 
+async def queue_settings(db: Db, name: str) -> QueueConfigured | None:
+    """A queue's latest configuration (None for a queue never configured)."""
+    config = await db.fetchval("select config from queues where name = $1", name)
+    return None if config is None else QueueConfigured.model_validate(config)
+
+
+async def all_queue_settings(db: Db) -> list[QueueConfigured]:
+    return [QueueConfigured.model_validate(r["config"]) for r in await db.fetch("select config from queues")]
+
+
 async def queues(db: Db) -> list[asyncpg.Record]:
     return await db.fetch("select * from queues order by name")
 
@@ -306,7 +326,9 @@ SORT_COLUMNS = {
     "owner": "owner",
     "pending_until": "pending_until",
     "customer": "customer_email",
+    "escalation": "escalation_due_at",  # nulls (no clock running) last in both orders
 }
+_NULLS_LAST = {"escalation"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -362,7 +384,8 @@ def _where(f: TicketFilter, *, first: int = 1, per_queue: bool = False) -> tuple
 
 async def list_tickets(db: Db, f: TicketFilter) -> tuple[int, list[asyncpg.Record]]:
     direction = "desc" if f.descending else "asc"
-    order = f"{SORT_COLUMNS[f.sort]} {direction}, ticket_id {direction}"
+    nulls = " nulls last" if f.sort in _NULLS_LAST else ""
+    order = f"{SORT_COLUMNS[f.sort]} {direction}{nulls}, ticket_id {direction}"
     offset = (f.page - 1) * f.page_size
     where, args = _where(f)
     if f.queues is not None and len(f.queues) > 1:
@@ -488,6 +511,33 @@ async def delete_template(db: Db, template_id: str) -> bool:
 
 async def due_tickets(db: Db, now: datetime, limit: int) -> list[str]:
     rows = await db.fetch("select ticket_id from ticket_list where due_at <= $1 order by due_at limit $2", now, limit)
+    return [r["ticket_id"] for r in rows]
+
+
+async def due_escalations(db: Db, now: datetime, limit: int) -> list[str]:
+    """Tickets with an escalation warning or breach due by ``now`` (``ticket_list_escalation_next``)."""
+    rows = await db.fetch(
+        "select ticket_id from ticket_list where escalation_next_at <= $1 order by escalation_next_at limit $2",
+        now,
+        limit,
+    )
+    return [r["ticket_id"] for r in rows]
+
+
+async def ticket_queue(db: Db, ticket_id: str) -> str | None:
+    return await db.fetchval("select queue from ticket_list where ticket_id = $1", ticket_id)
+
+
+async def stale_escalation_settings(db: Db, queue: str, key: str, limit: int) -> list[str]:
+    """Not-closed tickets of ``queue`` that run on other escalation times than its ``key``."""
+    rows = await db.fetch(
+        "select ticket_id from ticket_list where queue = $1 and state <> all($2::text[])"
+        " and coalesce(escalation_settings, '') <> $3 limit $4",
+        queue,
+        list(CLOSED_STATES),
+        key,
+        limit,
+    )
     return [r["ticket_id"] for r in rows]
 
 

@@ -1,5 +1,11 @@
 """Time-driven behaviour, as events so a replay reproduces it: the queues' unlock timeout, pending
-reminders and pending auto close. Also folds the queue count deltas now and then.
+reminders and pending auto close, escalation warnings and breaches. Also folds the queue count
+deltas now and then.
+
+Escalation: each round decides on the tickets whose next warning or breach is due (the list's
+indexed ``escalation_next_at``), with their queue's current times. When a queue's times change,
+the open tickets still running on the old ones get the new ones, a batch per round, so their due
+times (and the list's) follow; each replica remembers which queue times it has caught up with.
 
 One loop per service replica; an advisory lock makes only one of them act at a time, and the
 decisions are idempotent anyway (a due ticket is decided on its current state).
@@ -11,10 +17,18 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
+import asyncpg
+
 from services.tickets import store
 from services.tickets.commands import Context, Decide, Tickets
-from services.tickets.domain import decide_pending_due, decide_unlock_timeout
+from services.tickets.domain import (
+    decide_escalations,
+    decide_pending_due,
+    decide_unlock_timeout,
+    escalation_settings_of,
+)
 from services.tickets.errors import TicketError
+from services.tickets.state import EscalationSettings
 from shared.envelope import utcnow
 from shared.eventstore import ConcurrencyError
 
@@ -50,10 +64,34 @@ async def tick(tickets: Tickets, now: datetime) -> int:
                 changed += await _decide(tickets, ticket_id, _pending_due(now))
             for ticket_id, minutes in await store.lock_timeouts(conn, now, limit):
                 changed += await _decide(tickets, ticket_id, _unlock_timeout(now, timedelta(minutes=minutes)))
+            changed += await _escalations(tickets, conn, now, limit)
             await store.compact_counts(conn)
             return changed
         finally:
             await conn.execute("select pg_advisory_unlock($1)", _TIMER_LOCK)
+
+
+async def _escalations(tickets: Tickets, conn: asyncpg.Connection, now: datetime, limit: int) -> int:
+    """Bring open tickets of queues whose times changed over to them, then decide the due ones."""
+    queues = {q.name: escalation_settings_of(q) for q in await store.all_queue_settings(conn)}
+    changed = 0
+    for name, settings in queues.items():
+        key = settings.key if settings else ""
+        if tickets.escalation_keys_seen.get(name) == key:
+            continue
+        stale = await store.stale_escalation_settings(conn, name, key, limit)
+        for ticket_id in stale:
+            changed += await _decide(tickets, ticket_id, _escalate(now, settings))
+        if not stale:  # caught up (a ticket skipped after a conflict is found again next round)
+            tickets.escalation_keys_seen[name] = key
+    for ticket_id in await store.due_escalations(conn, now, limit):
+        queue = await store.ticket_queue(conn, ticket_id)
+        changed += await _decide(tickets, ticket_id, _escalate(now, queues.get(queue or "")))
+    return changed
+
+
+def _escalate(now: datetime, settings: EscalationSettings | None) -> Decide:
+    return lambda ticket, _: decide_escalations(ticket, settings, now)
 
 
 def _pending_due(now: datetime) -> Decide:

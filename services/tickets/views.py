@@ -34,11 +34,14 @@ def ticket_item(row: Row) -> dict[str, Any]:
         "created_at": _iso(row["created_at"]),
         "changed_at": _iso(row["changed_at"]),
         "pending_until": _iso(row["pending_until"]),
+        "escalation_due_at": _iso(row["escalation_due_at"]),
+        "escalation_kind": row["escalation_kind"],
     }
 
 
 def ticket_at(t: Ticket) -> dict[str, Any]:
     """A ticket as the list shows it, from a fold (time travel) rather than a row."""
+    due = t.escalation_due
     return {
         "number": t.number,
         "ticket_id": t.ticket_id,
@@ -53,6 +56,8 @@ def ticket_at(t: Ticket) -> dict[str, Any]:
         "created_at": _iso(t.created_at),
         "changed_at": _iso(t.changed_at),
         "pending_until": _iso(t.pending_until),
+        "escalation_due_at": _iso(due.due_at) if due else None,
+        "escalation_kind": due.kind if due else None,
         "version": t.version,
     }
 

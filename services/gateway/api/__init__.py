@@ -2,12 +2,13 @@
 
 from fastapi import APIRouter
 
-from services.gateway.api import admin, audit, auth, events, mails, queues, tickets, ui
+from services.gateway.api import admin, audit, auth, events, mails, preferences, queues, tickets, ui
 
 
 def routers() -> list[APIRouter]:
     return [
         auth.router,
+        preferences.router,
         queues.router,
         tickets.router,
         mails.router,
