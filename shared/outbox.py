@@ -7,9 +7,14 @@ earlier one committed), waits for the broker's acknowledgement (acks=all), then 
 
 A crash between the acknowledgement and the mark republishes a few rows: consumers are
 idempotent by event id. Rows are kept after publishing because they are also the source for
-republishing when the broker comes back empty: the relay remembers the highest offset
-acknowledged per partition and, when the broker reports a lower end offset or a missing topic,
-marks every row unpublished again.
+republishing when the broker comes back empty. Per partition the relay keeps a witness, the
+offset and event id of the first record of the last round the broker acknowledged (the first,
+because the local broker reports a batch's base offset as the partition's end), and marks every
+row unpublished again when either
+
+* a round is acknowledged at or below the witness's offset (offsets only grow: the log was
+  reset, e.g. a broker restarted empty that has already taken new records), or
+* a periodic check finds the witness's record gone or replaced (a reset with nothing new yet).
 """
 
 from __future__ import annotations
@@ -137,9 +142,12 @@ class OutboxRelay:
             tp = (meta.topic, meta.partition)
             if tp not in witnesses or meta.offset < witnesses[tp][0]:
                 witnesses[tp] = (meta.offset, str(row["headers"].get("event_id", "")))
+        reset = [tp for tp, (offset, _) in witnesses.items() if offset <= self.published_offsets.get(tp, (-1, ""))[0]]
         await self._mark_published([r["id"] for r in rows], witnesses)
         for r in rows:
             OUTBOX_PUBLISHED.labels(r["topic"]).inc()
+        if reset:
+            await self._republish_all(reset)
         return len(rows)
 
     async def _mark_published(self, ids: list[int], witnesses: dict[tuple[str, int], Witness]) -> None:
@@ -166,6 +174,10 @@ class OutboxRelay:
         lost = await missing_records(self.settings, self.published_offsets)
         if not lost:
             return False
+        await self._republish_all(lost)
+        return True
+
+    async def _republish_all(self, lost: list[tuple[str, int]]) -> None:
         logger.warning("relay: broker lost acknowledged messages on %s; republishing the outbox", lost)
         await ensure_topics(self.settings, sorted({t for t, _ in self.published_offsets}))
         async with self.pool.acquire() as conn, conn.transaction():
@@ -173,7 +185,6 @@ class OutboxRelay:
             await conn.execute("delete from relay_offsets")
         self.published_offsets = {}
         OUTBOX_REPUBLISHED.inc()
-        return True
 
 
 async def missing_records(

@@ -128,11 +128,6 @@ async def test_relay_crash_and_restart_publishes_everything_in_stream_order(
     assert_per_stream_order(received)
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="flaky under full-suite load (passes alone; the same fault passes in tests/e2e/test_faults.py): "
-    "the republish after an empty restart is sometimes not seen within 90 s; under investigation",
-)
 async def test_broker_restarted_empty_everything_is_republished_and_consumers_converge(
     pool: asyncpg.Pool, settings: ServiceSettings, local_broker: LocalBroker
 ) -> None:
