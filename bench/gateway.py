@@ -1,5 +1,7 @@
-"""Gateway figures: login latency, and p50/p99 of the queue view, the ticket list and the ticket
-zoom under concurrent agents; page weight of the UI.
+"""Gateway figures: login latency, and p50/p99 of the queue view, the ticket list (also sorted by
+escalation, when tickets supports it) and the ticket zoom under concurrent agents, through the
+gateway and against tickets directly; the UI's page weight (index.html + app.js + app.css, raw
+and gzip).
 
 Runs tickets and the gateway as their own processes (as in production) against DATABASE_URL /
 KAFKA_BOOTSTRAP_SERVERS or a throwaway PostgreSQL and broker. Tickets are made the production
@@ -199,6 +201,12 @@ async def measure(args: argparse.Namespace, gateway: str, tickets: str, settings
             ("ticket list (25, Raw)", "/api/tickets", {"queue": "Raw", "page_size": 25}),
             ("ticket zoom", "/api/tickets/{}", None),
         ]
+        by_escalation: dict[str, object] = {"queue": "Raw", "page_size": 25, "sort": "escalation"}
+        probe = await http.get("/api/tickets", params=dict(by_escalation), headers=bearer_of(tokens[0]))  # type: ignore[arg-type]
+        if probe.status_code == 200:
+            gateway_calls.insert(2, ("ticket list by escalation", "/api/tickets", by_escalation))
+        else:
+            print(f"(tickets does not sort by escalation yet: {probe.status_code}; not measured)")
         await load(http, "through the gateway", gateway_calls, tokens, numbers, args.seconds)
 
     async with httpx.AsyncClient(base_url=tickets, timeout=60, limits=limits) as http:
@@ -211,6 +219,10 @@ async def measure(args: argparse.Namespace, gateway: str, tickets: str, settings
 
 
 Call = tuple[str, str, dict[str, object] | None]
+
+
+def bearer_of(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
 
 
 async def load(

@@ -12,18 +12,30 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from typing import Any, Literal
 
 import asyncpg
 import nh3
 from pydantic import BaseModel, ConfigDict, Field
 
+from services.gateway import store
 from services.gateway.accounts import Principal
 from services.gateway.directory import QueueDirectory
 from services.gateway.errors import ApiError, forbidden, queue_not_found, ticket_not_found
-from services.gateway.permissions import PERMISSIONS, Permission, Queue, check, queue_permissions
+from services.gateway.permissions import (
+    PERMISSIONS,
+    AgentAccess,
+    Denial,
+    Permission,
+    Queue,
+    Role,
+    check,
+    queue_permissions,
+)
 from services.gateway.settings import GatewaySettings
 from services.gateway.upstream import Upstream
+from shared.ticket_numbers import ticket_hook
 
 logger = logging.getLogger(__name__)
 
@@ -232,14 +244,61 @@ class Desk:
         self._require(agent, action, queue, target)
         path = f"/tickets/{_segment(number)}/{command}"
         result = await self.upstream.call("tickets", "POST", path, actor=agent.username, json=body)
-        if isinstance(result, dict) and isinstance(result.get("ticket"), dict):
-            sanitise_ticket(result["ticket"])
-        return result if isinstance(result, dict) else {"ok": True}
+        if not isinstance(result, dict):
+            return {"ok": True}
+        for value in result.values():  # the ticket, and a split-off or merge target's zoom
+            if isinstance(value, dict) and "articles" in value:
+                sanitise_ticket(value)
+        return result
 
     def _require(self, agent: Principal, action: str, queue: Queue, target: Queue | None = None) -> None:
         denial = check(agent.access, action, queue, target)
         if denial is not None:
-            raise forbidden(denial.message, action=action, queue=denial.queue, permission=denial.permission)
+            raise _forbidden(denial)
+
+    async def create_ticket(self, agent: Principal, body: dict[str, Any]) -> dict[str, Any]:
+        """A phone or email ticket by the agent (checked by :func:`new_ticket_problem`), made by tickets."""
+        directory = await self.directory()
+        queue = directory.queue(str(body["queue"]))
+        owner: str | None = body.get("owner") or None
+        owner_access: AgentAccess | None = None
+        if owner and owner.lower() == agent.username.lower():
+            owner = agent.username
+        elif owner and "create" in queue_permissions(agent.access, queue):
+            owner_access = await self.agent_access(owner)
+            owner = owner_access.username if owner_access else owner
+        problem = new_ticket_problem(
+            agent.access, queue, lock=bool(body.get("lock")), owner=owner, owner_access=owner_access
+        )
+        if problem is not None:
+            raise problem
+        if owner:
+            body = {**body, "owner": owner}
+        result = await self.upstream.call("tickets", "POST", "/tickets", actor=agent.username, json=body)
+        return result if isinstance(result, dict) else {}
+
+    async def agent_access(self, username: str) -> AgentAccess | None:
+        """Another agent's rights (direct and through roles), or None if no valid agent has that name."""
+        row = await store.agent_by_username(self.pool, username)
+        if row is None or not row["valid"]:
+            return None
+        grants = await store.grants_of(self.pool, [row["id"]])
+        role_names = {r["role_name"] for r in await store.roles_of(self.pool, [row["id"]])}
+        roles = tuple(
+            Role(r["name"], {g: frozenset(kinds) for g, kinds in (r["groups"] or {}).items()})
+            for r in (await store.list_roles(self.pool) if role_names else [])
+            if r["name"] in role_names
+        )
+        groups = {g["group_name"]: frozenset(g["permissions"]) for g in grants}
+        return AgentAccess(row["username"], groups=groups, roles=roles, is_admin=row["is_admin"])
+
+    async def answer_preview(self, agent: Principal, number: str, answer: dict[str, Any]) -> dict[str, Any]:
+        """The answer as notify would send it (salutation, text, signature); needs what answering needs."""
+        ticket, queue = await self.visible_ticket(agent, number)
+        self._require(agent, "answer", queue)
+        request = preview_request(ticket, answer, agent.username)
+        result = await self.upstream.call("notify", "POST", "/api/preview", actor=agent.username, json=request)
+        return result if isinstance(result, dict) else {}
 
     # ------------------------------------------------------------------ search, templates, audit
 
@@ -274,6 +333,79 @@ class Desk:
         if not agent.has("audit"):
             raise forbidden("verifying the audit chain needs the 'audit' permission")
         return await self.upstream.call("tickets", "GET", "/audit/verify", actor=agent.username)
+
+
+# --------------------------------------------------------------------------- new tickets, answer preview
+
+
+def new_ticket_problem(
+    agent: AgentAccess, queue: Queue, *, lock: bool, owner: str | None, owner_access: AgentAccess | None
+) -> ApiError | None:
+    """Why the agent may not create this ticket (OTRS AgentTicketPhone/-Email), or None.
+
+    * ``create`` on the queue (403; a queue the agent cannot see answers like one that does not
+      exist, since both lack the permission);
+    * ``lock: true`` is a lock, so it needs ``rw`` there too (403);
+    * another agent as owner needs the ``owner`` permission (403), and that agent must be a valid
+      agent who sees the queue, and holds ``rw`` there if the ticket is locked to them (422,
+      ``invalid_owner``).
+    """
+    denial = check(agent, "create", queue) or (check(agent, "lock", queue) if lock else None)
+    if denial is None and owner and owner != agent.username:
+        denial = check(agent, "owner", queue)
+    if denial is not None:
+        return _forbidden(denial)
+    if owner and owner != agent.username:
+        needed: Permission = "rw" if lock else "ro"
+        if owner_access is None or needed not in queue_permissions(owner_access, queue):
+            what = "hold the lock of" if lock else "own"
+            detail = f"{owner!r} is not an agent who may {what} tickets in {queue.name!r}"
+            return ApiError(422, "invalid_owner", detail, field="owner", permission=needed)
+    return None
+
+
+def _forbidden(denial: Denial) -> ApiError:
+    return forbidden(denial.message, action=denial.action, queue=denial.queue, permission=denial.permission)
+
+
+def customer_name_of(ticket: dict[str, Any]) -> str | None:
+    """The display name of the customer's latest mail, as tickets puts it into an answer."""
+    for article in reversed(ticket.get("articles") or []):
+        if article.get("sender_type") == "customer" and article.get("channel", "email") == "email":
+            return parseaddr(str(article.get("from") or ""))[0] or None
+    return None
+
+
+def answer_subject(number: str, title: str, subject: str | None = None) -> str:
+    """The answer's subject as tickets writes it into ``AnswerSent``: the given one, else ``Re: <title>``,
+    with the ticket hook in front unless it is there already (mirrors tickets' ``answer_subject``)."""
+    hook = ticket_hook(number)
+    text = (subject or "").strip()
+    if not text:
+        text = title.strip()
+        if text.lower().startswith(hook.lower()):
+            text = text[len(hook) :].lstrip()
+        if not text.lower().startswith("re:"):
+            text = f"Re: {text}"
+    return text if hook.lower() in text.lower() else f"{hook} {text}"
+
+
+def preview_request(ticket: dict[str, Any], answer: dict[str, Any], agent_name: str) -> dict[str, Any]:
+    """What notify's ``POST /api/preview`` needs, from the zoom and the agent's draft."""
+    number = str(ticket.get("number", ""))
+    title = str(ticket.get("title") or "")
+    to = answer.get("to") or []
+    customer = parseaddr(str(to[0]))[1] if to else str(ticket.get("customer_email") or "")
+    return {
+        "queue": str(ticket.get("queue", "")),
+        "ticket_number": number,
+        "title": title,
+        "customer_name": answer.get("customer_name") or customer_name_of(ticket),
+        "customer_email": customer,
+        "body": str(answer.get("body") or ""),
+        "subject": answer_subject(number, title, answer.get("subject")),
+        "agent_name": agent_name,
+    }
 
 
 def _segment(value: str) -> str:

@@ -13,6 +13,7 @@ class GatewaySettings(ServiceSettings):
     tickets_url: str = "http://127.0.0.1:8003"
     router_url: str = "http://127.0.0.1:8002"
     ingest_url: str = "http://127.0.0.1:8001"
+    notify_url: str = "http://127.0.0.1:8004"
     upstream_connect_timeout_seconds: float = 2.0
     upstream_timeout_seconds: float = 15.0
     upstream_max_connections: int = 100

@@ -1,4 +1,4 @@
-"""Calls to the internal services (tickets, router, ingest) over one shared HTTP client.
+"""Calls to the internal services (tickets, router, ingest, notify) over one shared HTTP client.
 
 Every call carries ``X-Actor`` (the agent's username) and ``X-Correlation-ID``. A service that
 does not answer becomes a 503 naming it; a timeout a 504; a 5xx a 502; its 4xx answers are
@@ -21,7 +21,7 @@ from shared.logs import correlation_id
 
 logger = logging.getLogger(__name__)
 
-ServiceName = Literal["tickets", "router", "ingest"]
+ServiceName = Literal["tickets", "router", "ingest", "notify"]
 
 
 class Upstream:
@@ -30,6 +30,7 @@ class Upstream:
             "tickets": settings.tickets_url.rstrip("/"),
             "router": settings.router_url.rstrip("/"),
             "ingest": settings.ingest_url.rstrip("/"),
+            "notify": settings.notify_url.rstrip("/"),
         }
         self.timeout = httpx.Timeout(
             settings.upstream_timeout_seconds, connect=settings.upstream_connect_timeout_seconds

@@ -1,14 +1,22 @@
-"""Notify's HTTP API: the outbound log, suppressed auto responses, and queue mail settings."""
+"""Notify's HTTP API: the outbound log, suppressed auto responses, queue mail settings, and the
+preview of an answer as it would be sent (salutation, the agent's text, signature)."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from services.notify import store
+from services.notify.domain import answer_subject, answer_text
+from services.notify.handlers import load_queue_settings
+from services.notify.mime import text_to_html
 from services.notify.queue_settings import QueueMailSettings
+from services.notify.settings import NotifySettings
+from services.notify.templates import MailTemplateError
+from shared.events import AnswerSent
 from shared.service import Service
 
 OutboundState = Literal["pending", "sending", "sent", "failed"]
@@ -22,6 +30,49 @@ def error(status: int, code: str, detail: str, **extra: Any) -> JSONResponse:
 
 def listing(total: int, items: list[dict[str, Any]], page: int, page_size: int) -> dict[str, Any]:
     return {"total": total, "items": items, "page": page, "page_size": page_size}
+
+
+class PreviewRequest(BaseModel):
+    """An answer not yet sent: the ticket's fields and the agent's text."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    queue: str = Field(min_length=1, max_length=200)
+    ticket_number: str = Field(min_length=1, max_length=64)
+    title: str = ""
+    customer_name: str | None = None
+    customer_email: str = ""
+    body: str = ""
+    subject: str = Field("", description="the answer's subject as tickets would put it in AnswerSent")
+    agent_name: str = ""
+
+
+def preview_answer(request: PreviewRequest, settings: QueueMailSettings) -> dict[str, Any]:
+    """Subject, text and HTML of the answer exactly as ``compose_answer`` would build them (the same
+    functions, the same queue settings); ``template_errors`` lists templates whose raw text is used."""
+    problems: list[MailTemplateError] = []
+    event = AnswerSent(
+        ticket_id="preview",
+        ticket_number=request.ticket_number,
+        article_id="preview",
+        queue=request.queue,
+        to=[request.customer_email] if request.customer_email else [],
+        subject=request.subject or request.title,
+        body=request.body,
+        message_id="<preview@preview>",
+        customer_name=request.customer_name,
+        title=request.title,
+        agent_name=request.agent_name or None,
+    )
+    text = answer_text(
+        event, settings, agent_name=request.agent_name, title=request.title, on_template_error=problems.append
+    )
+    return {
+        "subject": answer_subject(request.ticket_number, event.subject),
+        "text": text,
+        "html": text_to_html(text),
+        "template_errors": [{"template": p.template, "detail": p.detail} for p in problems],
+    }
 
 
 def notify_router(service: Service) -> APIRouter:
@@ -67,5 +118,12 @@ def notify_router(service: Service) -> APIRouter:
             "source_event_id": str(row["source_event_id"]),
             "configured_at": row["configured_at"].isoformat(),
         }
+
+    @router.post("/api/preview")
+    async def preview(request: PreviewRequest) -> dict[str, Any]:
+        """The answer as it would be sent now: ``{subject, text, html, template_errors}``."""
+        # The queue's settings as the sender loads them for an AnswerSent (defaults if not configured).
+        settings = await load_queue_settings(service.db, request.queue, cast(NotifySettings, service.settings))
+        return preview_answer(request, settings)
 
     return router

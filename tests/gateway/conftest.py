@@ -52,6 +52,7 @@ def gateway_settings(settings: ServiceSettings, **overrides: Any) -> GatewaySett
         "tickets_url": closed_url(),
         "router_url": closed_url(),
         "ingest_url": closed_url(),
+        "notify_url": closed_url(),
         "upstream_connect_timeout_seconds": 1.0,
         "sse_heartbeat_seconds": 0.5,
     }

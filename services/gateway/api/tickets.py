@@ -86,6 +86,58 @@ class Split(Command):
     article_id: str = Field(min_length=1)
 
 
+class Customer(Command):
+    email: str = Field(min_length=3, max_length=320)
+    name: str | None = Field(None, max_length=200)
+
+
+class NewTicket(Command):
+    """A phone ticket (the customer called) or an email ticket (the agent writes to the customer)."""
+
+    kind: Literal["phone", "email"]
+    queue: str = Field(min_length=1, max_length=200)
+    customer: Customer
+    subject: str = Field(min_length=1, max_length=1000)
+    body: str = Field(min_length=1)
+    priority: int = Field(3, ge=1, le=5)
+    next_state: str = Field("open", min_length=1)
+    pending_until: datetime | None = None
+    lock: bool = False
+    owner: str | None = Field(None, max_length=200, description="another agent needs the 'owner' permission")
+    to: list[str] | None = None
+    cc: list[str] | None = None
+
+
+class AnswerPreview(Command):
+    body: str = ""
+    subject: str | None = None
+    to: list[str] | None = None
+    template: str | None = None
+
+
+@router.post(
+    "/tickets",
+    status_code=201,
+    responses={
+        403: {"description": "create (and rw to lock, owner to set another owner) on the queue"},
+        404: {},
+        409: {},
+        422: {},
+    },
+)
+async def create_ticket(body: NewTicket, agent: AgentDep, gateway: GatewayDep) -> dict[str, Any]:
+    """`{number, ticket_id, version, article_id}`. Needs `create` on the queue; `lock: true` needs `rw`;
+    an `owner` other than the caller needs `owner` there and must be an agent who sees the queue."""
+    return await gateway.desk.create_ticket(agent, body.model_dump(mode="json", exclude_none=True))
+
+
+@router.post("/tickets/{number}/answer/preview", responses={403: {}, 404: {}, 409: {}, 422: {}})
+async def answer_preview(number: Number, body: AnswerPreview, agent: AgentDep, gateway: GatewayDep) -> dict[str, Any]:
+    """`{subject, text, html, template_errors}`: the answer with the queue's salutation and signature,
+    composed by notify exactly as it would be sent. Needs what answering needs (`rw`)."""
+    return await gateway.desk.answer_preview(agent, number, body.model_dump(mode="json", exclude_none=True))
+
+
 @router.get("/tickets")
 async def list_tickets(agent: AgentDep, gateway: GatewayDep, query: Annotated[TicketQuery, Query()]) -> dict[str, Any]:
     """The ticket list of the queues the agent sees (`queue=` narrows it). `owner=me`,

@@ -23,6 +23,11 @@
   const NEXT_STATES = STATES.filter((s) => s !== 'new' && s !== 'merged');
   const CLOSED_STATES = new Set(['closed successful', 'closed unsuccessful', 'merged', 'removed']);
   const PRIORITIES = [1, 2, 3, 4, 5];
+  const CREATE_STATES = STATES.filter((s) => s !== 'merged');
+  const NOTICE_KINDS = [
+    'new_ticket', 'follow_up', 'unlocked_timeout', 'pending_reminder', 'escalation_warning', 'escalation_breach',
+  ];
+  const COUNTDOWN_MS = 30000;
   const LIST_REFRESHING_EVENTS = new Set(['TicketCreated', 'TicketMoved', 'TicketMerged', 'TicketSplit']);
   const FRAME_POLICY =
     '<meta http-equiv="Content-Security-Policy" ' +
@@ -130,6 +135,28 @@
       languageQueuesHelp: 'Mail in one of these languages goes to the given queue instead.',
       languageCode: 'Language (e.g. de)', addLanguageQueue: 'Add language',
       addressesHelp: 'Mail to a system address goes to its queue; answers are sent from the queue’s address.',
+      newTicket: 'New ticket', newPhoneTicket: 'New phone ticket', newEmailTicket: 'New email ticket',
+      customerEmail: 'Customer email', customerName: 'Customer name', lockToMe: 'Lock to me',
+      createTicket: 'Create ticket', ticketCreated: 'Ticket {0} created.', initialState: 'State after creation',
+      noCreateQueues: 'You may not create tickets in any queue.', phoneBody: 'What was said on the phone',
+      emailBody: 'Text to the customer (the queue adds salutation and signature)',
+      escalationIn: 'Escalation in', escalationDue: 'Escalation due', overdue: 'overdue',
+      'escalation.first_response': 'first response', 'escalation.update': 'update',
+      'escalation.solution': 'solution', changeOwner: 'Owner', ownerTitle: 'Owner of ticket {0}',
+      newOwner: 'New owner (username; empty: nobody)', phoneCall: 'Phone call',
+      phoneTitle: 'Phone call on ticket {0}', direction: 'Direction', 'direction.inbound': 'the customer called',
+      'direction.outbound': 'I called the customer', split: 'Split', splitArticle: 'Split article {0} into a new ticket',
+      confirmSplit: 'Split this article off into a new ticket?', splitDone: 'Split off into ticket {0}.',
+      preview: 'Preview', previewTitle: 'As the customer will receive it', previewNeedsText: 'Write a text first.',
+      templateProblem: 'Template problem ({0}): {1}',
+      preferences: 'Preferences', preferencesTitle: 'My preferences', notifications: 'Send me an email about',
+      'notice.new_ticket': 'new tickets in My Queues', 'notice.follow_up': 'follow-ups on my tickets',
+      'notice.unlocked_timeout': 'my tickets unlocked after the timeout',
+      'notice.pending_reminder': 'pending reminders that are due', 'notice.escalation_warning': 'escalations coming soon',
+      'notice.escalation_breach': 'escalations that happened',
+      myQueuesHelp: 'The queues “My Queues” shows; none chosen: every queue you may read.',
+      preferencesSaved: 'Preferences saved.', preferencesUnavailable: 'Preferences cannot be loaded: {0}',
+      'lang.en': 'English', 'lang.de': 'Deutsch',
     },
     de: {
       skipToContent: 'Zum Inhalt springen', loginIntro: 'Anmelden, um Anfragen zu beantworten.',
@@ -242,6 +269,29 @@
       languageQueuesHelp: 'Mails in einer dieser Sprachen gehen stattdessen in die angegebene Queue.',
       languageCode: 'Sprache (z. B. de)', addLanguageQueue: 'Sprache hinzufügen',
       addressesHelp: 'Mails an eine Systemadresse landen in ihrer Queue; Antworten gehen von der Adresse der Queue aus.',
+      newTicket: 'Neues Ticket', newPhoneTicket: 'Neues Telefon-Ticket', newEmailTicket: 'Neues E-Mail-Ticket',
+      customerEmail: 'E-Mail des Kunden', customerName: 'Name des Kunden', lockToMe: 'Für mich sperren',
+      createTicket: 'Ticket anlegen', ticketCreated: 'Ticket {0} angelegt.', initialState: 'Status nach dem Anlegen',
+      noCreateQueues: 'Sie dürfen in keiner Queue Tickets anlegen.', phoneBody: 'Was am Telefon gesagt wurde',
+      emailBody: 'Text an den Kunden (die Queue ergänzt Anrede und Signatur)',
+      escalationIn: 'Eskalation in', escalationDue: 'Eskalation fällig', overdue: 'überfällig',
+      'escalation.first_response': 'erste Reaktion', 'escalation.update': 'Aktualisierung',
+      'escalation.solution': 'Lösung', changeOwner: 'Besitzer', ownerTitle: 'Besitzer von Ticket {0}',
+      newOwner: 'Neuer Besitzer (Benutzername; leer: niemand)', phoneCall: 'Telefonat',
+      phoneTitle: 'Telefonat zu Ticket {0}', direction: 'Richtung', 'direction.inbound': 'der Kunde hat angerufen',
+      'direction.outbound': 'ich habe den Kunden angerufen', split: 'Abtrennen',
+      splitArticle: 'Artikel {0} in ein neues Ticket abtrennen',
+      confirmSplit: 'Diesen Artikel in ein neues Ticket abtrennen?', splitDone: 'In Ticket {0} abgetrennt.',
+      preview: 'Vorschau', previewTitle: 'So erhält es der Kunde', previewNeedsText: 'Bitte zuerst einen Text schreiben.',
+      templateProblem: 'Problem in der Vorlage ({0}): {1}',
+      preferences: 'Einstellungen', preferencesTitle: 'Meine Einstellungen', notifications: 'Mir eine E-Mail senden bei',
+      'notice.new_ticket': 'neuen Tickets in Meinen Queues', 'notice.follow_up': 'Nachfragen zu meinen Tickets',
+      'notice.unlocked_timeout': 'Freigabe meiner Tickets nach Zeitablauf',
+      'notice.pending_reminder': 'fälligen Erinnerungen', 'notice.escalation_warning': 'bevorstehenden Eskalationen',
+      'notice.escalation_breach': 'eingetretenen Eskalationen',
+      myQueuesHelp: 'Die Queues unter „Meine Queues“; keine gewählt: alle Queues, die Sie lesen dürfen.',
+      preferencesSaved: 'Einstellungen gespeichert.', preferencesUnavailable: 'Einstellungen nicht ladbar: {0}',
+      'lang.en': 'English', 'lang.de': 'Deutsch',
     },
   };
 
@@ -286,7 +336,9 @@
     zoom: null,
     history: null,
     admin: null,
-    seq: { list: 0, zoom: 0, history: 0, admin: 0 },
+    prefs: null,
+    createQueues: null,
+    seq: { list: 0, zoom: 0, history: 0, admin: 0, create: 0, prefs: 0 },
     focusOnRender: false,
     dialogSubmit: null,
     live: { source: null, poll: null, retry: null, timers: new Map() },
@@ -356,7 +408,7 @@
   }
 
   function showView(name) {
-    for (const view of ['list', 'zoom', 'history', 'admin']) $(`#${view}-view`).hidden = view !== name;
+    for (const view of ['list', 'zoom', 'history', 'admin', 'new', 'prefs']) $(`#${view}-view`).hidden = view !== name;
   }
 
   function setTitle(text) {
@@ -391,6 +443,44 @@
     if (days) return `${days} d ${hours % 24} h`;
     if (hours) return `${hours} h ${minutes % 60} m`;
     return `${minutes} m`;
+  }
+
+  /** Time left until an ISO instant, compact: "2h 15m", "3d 4h", "-45m" (negative: overdue). */
+  function fmtCountdown(seconds) {
+    const sign = seconds < 0 ? '-' : '';
+    const minutes = Math.floor(Math.abs(seconds) / 60);
+    const hours = Math.floor(minutes / 60);
+    const days = Math.floor(hours / 24);
+    if (days) return `${sign}${days}d ${hours % 24}h`;
+    if (hours) return `${sign}${hours}h ${minutes % 60}m`;
+    return `${sign}${minutes}m`;
+  }
+
+  const escalationKind = (kind) => (kind ? t(`escalation.${kind}`) : '');
+
+  /** The escalation countdown of a ticket (list cell, zoom field); it ticks without a reload. */
+  function escalationBadge(item) {
+    if (!item.escalation_due_at) return '';
+    const badge = h('span', { class: 'escalation', dataset: { due: item.escalation_due_at } });
+    updateCountdown(badge);
+    const kind = escalationKind(item.escalation_kind);
+    badge.title = `${kind ? `${kind}: ` : ''}${fmtTime(item.escalation_due_at)}`;
+    return badge;
+  }
+
+  function updateCountdown(badge) {
+    const seconds = (Date.parse(badge.dataset.due) - Date.now()) / 1000;
+    if (Number.isNaN(seconds)) return;
+    const overdue = seconds < 0;
+    badge.textContent = fmtCountdown(seconds);
+    badge.classList.toggle('is-overdue', overdue);
+    badge.classList.toggle('is-soon', !overdue && seconds < 3600);
+    badge.setAttribute('aria-label', overdue ? `${t('overdue')} ${badge.textContent}` : badge.textContent);
+    badge.closest('tr.ticket-row')?.classList.toggle('is-escalated', overdue);
+  }
+
+  function tickCountdowns() {
+    for (const badge of document.querySelectorAll('.escalation[data-due]')) updateCountdown(badge);
   }
 
   function fmtSize(bytes) {
@@ -534,6 +624,8 @@
       return { view: parts[2] === 'history' ? 'history' : 'zoom', number: parts[1], params };
     }
     if (parts[0] === 'admin') return { view: 'admin', tab: parts[1] || 'agents', params };
+    if (parts[0] === 'new') return { view: 'new', kind: parts[1] === 'email' ? 'email' : 'phone', params };
+    if (parts[0] === 'preferences') return { view: 'prefs', params };
     if (parts[0] === 'search') return { view: 'list', kind: 'search', params };
     if (parts[0] === 'tickets') return { view: 'list', kind: 'filter', params };
     return { view: 'list', kind: 'queue', queue: parts[1] || '', params };
@@ -560,6 +652,11 @@
   function renderRoute() {
     const route = app.route;
     renderQueueTree();
+    const queue = route.view === 'list' && route.kind === 'queue' ? route.queue : '';
+    for (const link of document.querySelectorAll('.create-links a')) {
+      const kind = link.getAttribute('href').includes('email') ? 'email' : 'phone';
+      link.setAttribute('href', queue ? `#/new/${kind}?queue=${enc(queue)}` : `#/new/${kind}`);
+    }
     if (route.view === 'list') {
       app.lastListHash = location.hash || '#/queues';
       showView('list');
@@ -570,6 +667,12 @@
     } else if (route.view === 'admin') {
       showView('admin');
       loadAdmin();
+    } else if (route.view === 'new') {
+      showView('new');
+      loadNewTicket();
+    } else if (route.view === 'prefs') {
+      showView('prefs');
+      loadPreferences();
     } else {
       showView('history');
       loadHistory(route.params.get('at'));
@@ -604,18 +707,41 @@
     $('#app-view').hidden = false;
     $('#whoami').textContent = app.me.username || '';
     $('#admin-link').hidden = !app.me.is_admin;
+    $('.create-links').hidden = !Object.values(app.me.permissions || {})
+      .some((kinds) => kinds.includes('create') || kinds.includes('rw'));
     updateCounters(app.me.counters);
     app.route = parseRoute();
     app.focusOnRender = true;
     renderRoute();
     loadQueues();
     startLive();
+    loadMyPreferences();
   }
+
+  /** The saved preferences: the UI speaks the saved language, "My Queues" shows the saved queues. */
+  async function loadMyPreferences() {
+    try {
+      app.prefs = await api('/api/me/preferences');
+    } catch (error) {
+      if (error.status !== 401 && error.status !== 404) notify(t('preferencesUnavailable', error.message));
+      return;
+    }
+    if (app.prefs.language && MESSAGES[app.prefs.language] && app.prefs.language !== lang) {
+      setLanguage(app.prefs.language);
+    } else {
+      renderQueueTree();
+      if (app.route?.view === 'list' && app.route.kind === 'queue' && !app.route.queue) loadList();
+    }
+  }
+
+  const myQueues = () => (app.prefs?.my_queues || []).filter((name) => app.queues.some((q) => q.name === name));
 
   function onSessionLost() {
     if (!app.me) return;
     app.me = null;
     app.moveTargets = null;
+    app.createQueues = null;
+    app.prefs = null;
     app.admin = null;
     showLogin();
     $('#login-error').textContent = t('sessionExpired');
@@ -654,6 +780,8 @@
     }
     app.me = null;
     app.moveTargets = null;
+    app.createQueues = null;
+    app.prefs = null;
     app.admin = null;
     showLogin();
   }
@@ -716,7 +844,8 @@
   function renderQueueTree() {
     const route = app.route;
     const current = route?.view === 'list' && route.kind === 'queue' ? route.queue : null;
-    const total = app.queues.reduce((sum, q) => sum + openCount(q), 0);
+    const mine = new Set(myQueues());
+    const total = app.queues.filter((q) => !mine.size || mine.has(q.name)).reduce((sum, q) => sum + openCount(q), 0);
     const link = (label, count, href, isCurrent, key) =>
       h('a', { href, 'aria-current': isCurrent ? 'page' : null, dataset: { focusKey: `queue:${key}` } },
         h('span', { class: 'queue-name' }, label), ' ', h('span', { class: 'queue-count' }, `(${count})`));
@@ -741,6 +870,7 @@
     { key: 'owner', sort: 'owner', label: 'owner', cell: (item) => item.owner || '', optional: true },
     { key: 'queue', sort: 'queue', label: 'queue', cell: (item) => item.queue || '', optional: true },
     { key: 'priority', sort: 'priority', label: 'priority', cell: (item) => priorityChip(item.priority) },
+    { key: 'escalation', sort: 'escalation', label: 'escalationIn', cell: escalationBadge },
     { key: 'title', sort: 'title', label: 'title', cell: titleCell },
   ];
 
@@ -782,7 +912,7 @@
       sort: listSort(p),
       order: p.get('order') || 'asc',
     };
-    if (route.kind === 'queue') params.queue = route.queue;
+    if (route.kind === 'queue') params.queue = route.queue || myQueues().join(',');
     else for (const key of ['owner', 'locked', 'watched', 'queue']) params[key] = p.get(key);
     return { path: '/api/tickets', params };
   }
@@ -1044,7 +1174,7 @@
       ticketFields(ticket),
       zoomActions(ticket),
       h('h2', {}, `${t('articles')} (${articles.length})`),
-      h('ol', { class: 'articles' }, articles.map(renderArticle)));
+      h('ol', { class: 'articles' }, articles.map((article, i) => renderArticle(article, i > 0 ? ticket : null))));
   }
 
   function lockBanner(ticket) {
@@ -1063,6 +1193,9 @@
       [t('created'), fmtTime(ticket.created_at)],
       [t('age'), fmtDuration(ageSeconds(ticket))],
       ticket.pending_until ? [t('pendingUntil'), fmtTime(ticket.pending_until)] : null,
+      ticket.escalation_due_at ? [t('escalationDue'), [
+        fmtTime(ticket.escalation_due_at), ' (', escalationKind(ticket.escalation_kind), ') ', escalationBadge(ticket),
+      ]] : null,
     ].filter(Boolean);
     return h('dl', { class: 'fields' }, rows.map(([label, value]) => [h('dt', {}, label), h('dd', {}, value)]));
   }
@@ -1075,6 +1208,8 @@
       act(mine ? t('unlock') : t('lock'), 'lock', () => runOne(number, mine ? 'unlock' : 'lock')),
       act(`${t('answer')}…`, 'answer', () => openAnswerDialog(ticket)),
       act(`${t('note')}…`, 'note', () => openNoteDialog(number)),
+      act(`${t('phoneCall')}…`, 'phone', () => openPhoneDialog(number)),
+      act(`${t('changeOwner')}…`, 'owner', () => openOwnerDialog(number, ticket.owner)),
       act(`${t('move')}…`, 'move', () => openMoveDialog([number], ticket.queue)),
       act(`${t('state')}…`, 'state', () => openStateDialog([number], ticket.state)),
       act(`${t('priority')}…`, 'priority', () => openPriorityDialog([number], ticket.priority)),
@@ -1091,7 +1226,8 @@
     return ['agent', 'system'].includes(article.sender_type) ? article.sender_type : 'customer';
   }
 
-  function renderArticle(article) {
+  /** One article; ``ticket`` is given where the article may be split off into a new ticket. */
+  function renderArticle(article, ticket = null) {
     const kind = articleKind(article);
     const when = article.created_at ?? article.occurred_at ?? '';
     const sender = article.from ?? article.from_ ?? '';
@@ -1106,7 +1242,25 @@
       h('pre', { class: 'article-body' }, article.body || ''),
       article.body_html ? htmlToggle(article.body_html) : null,
       attachmentList(article),
-      mailTools(article)));
+      mailTools(article),
+      ticket && article.article_id ? h('div', { class: 'article-tools' }, button(t('split'),
+        () => splitArticle(ticket, article), {
+          class: 'small', 'aria-label': t('splitArticle', article.subject || article.article_id),
+          dataset: { focusKey: `split:${article.article_id}` },
+        })) : null));
+  }
+
+  async function splitArticle(ticket, article) {
+    if (!window.confirm(t('confirmSplit'))) return;
+    try {
+      const result = await postAction(ticketNo(ticket), 'split', { article_id: article.article_id });
+      const created = result?.new_ticket;
+      const newNumber = created && typeof created === 'object' ? ticketNo(created) : String(created ?? '');
+      afterChange(t('splitDone', newNumber));
+      if (newNumber) location.hash = ticketHref(newNumber);
+    } catch (error) {
+      if (error.status !== 401) notify(`${ticketNo(ticket)}: ${error.message}`);
+    }
   }
 
   function htmlToggle(html) {
@@ -1215,9 +1369,30 @@
       body.value = text;
       inserted = text;
     });
+    const preview = h('div', { class: 'answer-preview', 'aria-live': 'polite' });
+    const showPreview = async () => {
+      if (!body.value.trim()) {
+        preview.replaceChildren(h('p', { class: 'form-error' }, t('previewNeedsText')));
+        return;
+      }
+      try {
+        const mail = await api(ticketPath(number, 'answer/preview'), { method: 'POST', body: { body: body.value } });
+        preview.replaceChildren(
+          h('h3', {}, t('previewTitle')),
+          h('p', { class: 'preview-subject' }, h('strong', {}, `${t('subject')}: `), mail.subject || ''),
+          h('pre', { class: 'article-body preview-text' }, mail.text || ''),
+          (mail.template_errors || []).map((e) => h('p', { class: 'form-error' },
+            t('templateProblem', e.template, e.detail))));
+      } catch (error) {
+        if (error.status !== 401) preview.replaceChildren(h('p', { class: 'form-error' }, error.message));
+      }
+    };
+    body.addEventListener('input', () => preview.replaceChildren());
     openDialog({
       title: t('answerTitle', number),
-      fields: [field(t('template'), chooser), field(t('text'), body)],
+      fields: [field(t('template'), chooser), field(t('text'), body),
+        h('div', { class: 'preview-bar' }, button(t('preview'), showPreview, { class: 'small', id: 'answer-preview' })),
+        preview],
       submitLabel: t('send'),
       wide: true,
       onSubmit: async (form) => {
@@ -1242,6 +1417,32 @@
       submitLabel: t('save'),
       wide: true,
       onSubmit: (form) => runFromDialog([number], 'note', { body: form.get('body') }),
+    });
+  }
+
+  function openPhoneDialog(number) {
+    const body = h('textarea', { name: 'body', rows: '8', required: true, autofocus: true });
+    const subject = h('input', { name: 'subject', maxlength: '500' });
+    const direction = select('direction', ['inbound', 'outbound'].map((d) => [d, t(`direction.${d}`)]), 'inbound');
+    openDialog({
+      title: t('phoneTitle', number),
+      fields: [field(t('direction'), direction), field(t('subject'), subject), field(t('text'), body)],
+      submitLabel: t('save'),
+      wide: true,
+      onSubmit: (form) => runFromDialog([number], 'phone', {
+        body: form.get('body'), subject: form.get('subject') || undefined, direction: form.get('direction'),
+      }),
+    });
+  }
+
+  function openOwnerDialog(number, current) {
+    const owner = h('input', { name: 'owner', value: current || '', autocomplete: 'off', autofocus: true,
+      maxlength: '200' });
+    openDialog({
+      title: t('ownerTitle', number),
+      fields: [field(t('newOwner'), owner)],
+      submitLabel: t('save'),
+      onSubmit: (form) => runFromDialog([number], 'owner', { owner: form.get('owner').trim() || null }),
     });
   }
 
@@ -1313,6 +1514,166 @@
       submitLabel: t('merge'),
       onSubmit: (form) => runFromDialog([number], 'merge', { into: form.get('into').trim() }),
     });
+  }
+
+  // ------------------------------------------------------------------ new phone and email tickets
+
+  async function createQueues() {
+    if (!app.createQueues) {
+      const data = await api('/api/queues', { params: { permission: 'create' } });
+      app.createQueues = data.items || [];
+    }
+    return app.createQueues;
+  }
+
+  async function loadNewTicket() {
+    const seq = ++app.seq.create;
+    const route = app.route;
+    const view = $('#new-view');
+    view.replaceChildren(h('p', { class: 'muted' }, t('loading')));
+    try {
+      const queues = await createQueues();
+      if (seq !== app.seq.create) return;
+      renderNewTicket(route.kind, queues, route.params.get('queue') || '');
+      focusHeading(view);
+    } catch (error) {
+      if (seq === app.seq.create) renderViewError('new-view', error);
+    }
+  }
+
+  function renderNewTicket(kind, queues, preferred) {
+    const title = kind === 'email' ? t('newEmailTicket') : t('newPhoneTicket');
+    setTitle(title);
+    const view = $('#new-view');
+    const other = kind === 'email' ? 'phone' : 'email';
+    const switcher = h('p', { class: 'crumbs' },
+      h('a', { href: `#/new/${other}` }, other === 'email' ? t('newEmailTicket') : t('newPhoneTicket')));
+    if (!queues.length) {
+      fill(view, h('h1', { id: 'new-title', tabindex: '-1' }, title), h('p', { class: 'muted' }, t('noCreateQueues')));
+      return;
+    }
+    const names = queues.map((q) => q.name);
+    const queue = select('queue', names.map((n) => [n, n]), names.includes(preferred) ? preferred : names[0],
+      { required: true });
+    const email = h('input', { name: 'customer_email', type: 'email', required: true, maxlength: '320',
+      autocomplete: 'off', autofocus: true });
+    const name = h('input', { name: 'customer_name', maxlength: '200', autocomplete: 'off' });
+    const cc = h('input', { name: 'cc', maxlength: '1000', autocomplete: 'off' });
+    const subject = h('input', { name: 'subject', required: true, maxlength: '1000' });
+    const body = h('textarea', { name: 'body', rows: '10', required: true });
+    const priority = select('priority', PRIORITIES.map((n) => [n, priorityLabel(n)]), 3);
+    const state = select('next_state', CREATE_STATES.map((n) => [n, stateLabel(n)]), 'open');
+    const when = h('input', { type: 'datetime-local', name: 'pending_until', step: '60' });
+    when.value = toLocalInput(new Date(Date.now() + 24 * 3600 * 1000));
+    const whenField = field(t('pendingUntil'), when);
+    const syncPending = () => {
+      const pending = state.value.startsWith('pending');
+      whenField.hidden = !pending;
+      when.required = pending;
+    };
+    state.addEventListener('change', syncPending);
+    syncPending();
+    const lock = checkbox(false, { name: 'lock' });
+    const error = h('p', { class: 'form-error', role: 'alert' });
+    const submit = h('button', { type: 'submit', class: 'primary' }, t('createTicket'));
+    const form = h('form', { class: 'new-ticket', 'aria-labelledby': 'new-title' },
+      h('div', { class: 'form-grid' },
+        field(t('customerEmail'), email), field(t('customerName'), name),
+        kind === 'email' ? field(t('cc'), cc) : null,
+        field(t('queue'), queue), field(t('priority'), priority), field(t('initialState'), state), whenField),
+      field(t('subject'), subject),
+      field(kind === 'email' ? t('emailBody') : t('phoneBody'), body),
+      h('div', { class: 'checks' }, checkField(t('lockToMe'), lock)),
+      error,
+      h('div', { class: 'dialog-buttons' }, submit));
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      if (!form.reportValidity()) return;
+      const request = {
+        kind,
+        queue: queue.value,
+        customer: { email: email.value.trim(), name: name.value.trim() || undefined },
+        subject: subject.value.trim(),
+        body: body.value,
+        priority: Number(priority.value),
+        next_state: state.value,
+        lock: lock.checked,
+      };
+      if (state.value.startsWith('pending')) request.pending_until = new Date(when.value).toISOString();
+      const copies = cc.value.split(',').map((a) => a.trim()).filter(Boolean);
+      if (kind === 'email' && copies.length) request.cc = copies;
+      submit.disabled = true;
+      error.textContent = '';
+      try {
+        const created = await api('/api/tickets', { method: 'POST', body: request });
+        notify(t('ticketCreated', created.number), 'success');
+        scheduleRefresh('sidebar');
+        app.focusOnRender = true;
+        location.hash = ticketHref(created.number);
+      } catch (failure) {
+        error.textContent = failure.message;
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    fill(view, h('h1', { id: 'new-title', tabindex: '-1' }, title), switcher, form);
+    if (!app.focusOnRender) email.focus();
+  }
+
+  // ------------------------------------------------------------------ preferences
+
+  async function loadPreferences() {
+    const seq = ++app.seq.prefs;
+    const view = $('#prefs-view');
+    view.replaceChildren(h('p', { class: 'muted' }, t('loading')));
+    try {
+      const prefs = await api('/api/me/preferences');
+      if (!app.queues.length) await loadQueues();
+      if (seq !== app.seq.prefs) return;
+      app.prefs = prefs;
+      renderPreferences(prefs);
+      focusHeading(view);
+    } catch (error) {
+      if (seq === app.seq.prefs) renderViewError('prefs-view', error);
+    }
+  }
+
+  function renderPreferences(prefs) {
+    setTitle(t('preferencesTitle'));
+    const language = select('language', Object.keys(MESSAGES).map((code) => [code, t(`lang.${code}`)]),
+      prefs.language || lang);
+    const notices = NOTICE_KINDS.map((kind) => checkbox(prefs.notifications?.[kind], { value: kind }));
+    const queues = checkList(t('myQueues'), app.queues.map((q) => q.name), prefs.my_queues || [], t('myQueuesHelp'));
+    const error = h('p', { class: 'form-error', role: 'alert' });
+    const submit = h('button', { type: 'submit', class: 'primary' }, t('save'));
+    const form = h('form', { class: 'preferences', 'aria-labelledby': 'prefs-title' },
+      field(t('language'), language),
+      h('fieldset', { class: 'check-list' }, h('legend', {}, t('notifications')),
+        notices.map((box) => checkField(t(`notice.${box.value}`), box))),
+      queues.el,
+      error,
+      h('div', { class: 'dialog-buttons' }, submit));
+    form.addEventListener('submit', async (event) => {
+      event.preventDefault();
+      submit.disabled = true;
+      error.textContent = '';
+      const body = {
+        language: language.value,
+        notifications: Object.fromEntries(notices.map((box) => [box.value, box.checked])),
+        my_queues: queues.value(),
+      };
+      try {
+        app.prefs = await api('/api/me/preferences', { method: 'PUT', body });
+        notify(t('preferencesSaved'), 'success');
+        if (app.prefs.language && app.prefs.language !== lang) setLanguage(app.prefs.language);
+        else renderQueueTree();
+      } catch (failure) {
+        error.textContent = failure.message;
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    fill($('#prefs-view'), h('h1', { id: 'prefs-title', tabindex: '-1' }, t('preferencesTitle')), form);
   }
 
   // ------------------------------------------------------------------ history (time travel)
@@ -2216,11 +2577,22 @@
     if (q) location.hash = `#/search?q=${enc(q)}`;
   }
 
-  function onLanguageChange(event) {
-    lang = event.target.value;
+  function setLanguage(code) {
+    lang = code;
     localStorage.setItem('firstline.lang', lang);
     applyStaticTranslations();
     if (app.me) renderRoute();
+  }
+
+  /** The header's language menu changes the saved preference too (when there is a session). */
+  async function onLanguageChange(event) {
+    setLanguage(event.target.value);
+    if (!app.me) return;
+    try {
+      app.prefs = await api('/api/me/preferences', { method: 'PUT', body: { language: lang } });
+    } catch (error) {
+      if (error.status !== 401 && error.status !== 404) notify(error.message);
+    }
   }
 
   function bindStaticHandlers() {
@@ -2234,6 +2606,7 @@
       if (app.me) onHashChange();
     });
     document.addEventListener('keydown', onKeyDown);
+    setInterval(tickCountdowns, COUNTDOWN_MS);
   }
 
   boot();
