@@ -44,7 +44,7 @@ _NO_RETRY = (PoisonMessage, ValidationError, UnknownEventType, orjson.JSONDecode
 
 # The database or the broker is away: nothing is wrong with the message, so it is neither
 # retried to exhaustion nor dead-lettered; the batch waits (offsets uncommitted) until they return.
-INFRASTRUCTURE_ERRORS: tuple[type[BaseException], ...] = (
+INFRASTRUCTURE_ERRORS: tuple[type[Exception], ...] = (
     OSError,
     KafkaError,
     asyncpg.PostgresConnectionError,

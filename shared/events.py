@@ -174,6 +174,17 @@ class TicketRouted(EventData):
     model_version: int | None = None
     envelope_to: list[str] = []
     mail: ParsedMail
+    bounce: BounceInfo | None = None  # set when the mail is a bounce (DSN) of a mail with this Message-ID
+
+
+class BounceInfo(BaseModel):
+    """What a bounce says about the mail it returns: that mail's Message-ID (no angle brackets)
+    and, when the DSN states them, the RFC 3464 Status (e.g. "5.1.1") and Diagnostic-Code."""
+
+    model_config = ConfigDict(frozen=True)
+    message_id: str
+    status: str | None = None
+    diagnostic: str | None = None
 
 
 @event
@@ -508,6 +519,19 @@ class DeliveryFailed(EventData):
     smtp_code: int | None = None
     attempts: int = 1
     purpose: Literal["answer", "auto_reply", "notice"] = "answer"
+
+
+@event
+class DeliveryBounced(EventData):
+    """A bounce came back for one of the ticket's answers (tickets stream): the bounce article
+    references the answer article, whose delivery is now "bounced"."""
+
+    ticket_id: str
+    article_id: str  # the answer that bounced
+    bounce_article_id: str  # the article holding the bounce mail
+    message_id: str  # the answer's Message-ID, as the bounce quoted it
+    status: str | None = None
+    diagnostic: str | None = None
 
 
 @event

@@ -14,10 +14,12 @@ but makes ``probability`` a usable confidence to compare with a threshold.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 from shared.events import ParsedMail
@@ -29,6 +31,7 @@ MAX_TEXT_CHARS = 30_000
 MIN_TOKEN_LENGTH = 2
 MAX_TOKEN_LENGTH = 40
 TOP_FEATURES = 5
+BIGRAM_WORDS = 120
 # Headers whose words are tokens. Never X-Spam-*: an upstream filter's verdict would leak the
 # label into the model (the spam signal from those headers is handled separately, and openly).
 TOKEN_HEADERS = ("x-mailer", "user-agent", "list-id", "precedence", "content-type", "x-priority")
@@ -42,6 +45,8 @@ _TOKEN_RE = re.compile(
 _URL_HOST_RE = re.compile(r"(?:https?://|www\.)([a-z0-9][a-z0-9.\-]*[a-z0-9])", re.IGNORECASE)
 _TAG_RE = re.compile(r"<\s*([a-z][a-z0-9]{0,9})\b", re.IGNORECASE)
 _HTML_STRIP_RE = re.compile(r"<[^>]*>|&[a-z#0-9]+;", re.IGNORECASE)
+_LETTERS_RE = re.compile(r"[g-z]+")
+_HEXISH_RE = re.compile(r"[0-9a-f]+")
 
 
 # --------------------------------------------------------------------------- tokeniser
@@ -50,14 +55,15 @@ _HTML_STRIP_RE = re.compile(r"<[^>]*>|&[a-z#0-9]+;", re.IGNORECASE)
 def tokenize_text(text: str, prefix: str = "") -> list[str]:
     """Lower-cased words of ``text``; CJK runs become character bigrams; digits are bucketed."""
     tokens: list[str] = []
-    for found in _TOKEN_RE.finditer(text[:MAX_TEXT_CHARS].lower()):
-        kind, value = found.lastgroup, found.group()
-        if kind == "cjk":
-            tokens.extend(prefix + gram for gram in _bigrams(value))
-        elif kind == "money":
-            tokens.append(prefix + "money:" + value[0])
-        elif MIN_TOKEN_LENGTH <= len(value) <= MAX_TOKEN_LENGTH:
-            tokens.append(prefix + _shape_digits(value))
+    append = tokens.append
+    for cjk, word, money in _TOKEN_RE.findall(text[:MAX_TEXT_CHARS].lower()):
+        if word:
+            if MIN_TOKEN_LENGTH <= len(word) <= MAX_TOKEN_LENGTH:
+                append(prefix + (_shape_digits(word) if word[0].isdigit() else word))
+        elif cjk:
+            tokens.extend(prefix + gram for gram in _bigrams(cjk))
+        else:
+            append(prefix + "money:" + money[0])
     return tokens
 
 
@@ -65,6 +71,7 @@ def tokenize_mail(mail: ParsedMail, max_tokens: int = MAX_TOKENS) -> list[str]:
     """The distinct tokens of a mail, subject first, at most ``max_tokens`` of them."""
     body = mail.body_text or _strip_html(mail.body_html or "")
     urls = _url_tokens(body + " " + (mail.body_html or "")[:MAX_TEXT_CHARS])
+    body_tokens = tokenize_text(body)
     groups: Iterable[Iterable[str]] = (
         tokenize_text(mail.subject, "subject:"),
         tokenize_text(mail.subject),
@@ -73,15 +80,11 @@ def tokenize_mail(mail: ParsedMail, max_tokens: int = MAX_TOKENS) -> list[str]:
         _header_tokens(mail),
         urls,
         _html_tag_tokens(mail.body_html or ""),
-        tokenize_text(body),
+        _origin_tokens(mail),
+        body_tokens,
+        _word_bigrams(body_tokens),
     )
-    unique: dict[str, None] = {}
-    for group in groups:
-        for token in group:
-            unique.setdefault(token, None)
-            if len(unique) >= max_tokens:
-                return list(unique)
-    return list(unique)
+    return list(dict.fromkeys(chain.from_iterable(groups)))[:max_tokens]
 
 
 def _bigrams(run: str) -> list[str]:
@@ -145,6 +148,29 @@ def _url_tokens(text: str) -> list[str]:
     return tokens
 
 
+def _word_bigrams(tokens: list[str]) -> list[str]:
+    """Pairs of adjacent body words (of the first ``BIGRAM_WORDS``): phrases say more than words."""
+    words = tokens[:BIGRAM_WORDS]
+    return ["bi:" + a + "_" + b for a, b in zip(words, words[1:], strict=False)]
+
+
+def _origin_tokens(mail: ParsedMail) -> list[str]:
+    """Where and how the mail was made: language, Message-ID domain and shape, time zone, defects."""
+    tokens = [f"lang:{mail.language or 'none'}"]
+    if mail.message_id:
+        local, _, domain = mail.message_id.strip("<>").lower().rpartition("@")
+        tokens.append("msgid_domain:" + ".".join(domain.split(".")[-2:]))
+        tokens.append("msgid_shape:" + _HEXISH_RE.sub("h", _LETTERS_RE.sub("a", local))[:12])
+    else:
+        tokens.append("meta:no_message_id")
+    if mail.date is not None and mail.date.utcoffset() is not None:
+        tokens.append(f"tz:{mail.date.utcoffset()}")
+    tokens.extend("defect:" + d.split(":")[-1].strip()[:30] for d in mail.defects[:5])
+    if mail.charset_problems:
+        tokens.append("meta:charset_problem")
+    return tokens
+
+
 def _html_tag_tokens(html: str) -> list[str]:
     return ["tag:" + tag.lower() for tag in _TAG_RE.findall(html[:MAX_TEXT_CHARS])]
 
@@ -189,6 +215,10 @@ class Classifier:
         self._docs: dict[str, int] = {}
         self._token_totals: dict[str, int] = {}
         self._table: dict[str, dict[str, int]] = {}
+        # token → (log(count + alpha) - log(alpha) per label of ``_weight_labels``); cleared
+        # whenever counts change
+        self._weights: dict[str, tuple[float, ...]] = {}
+        self._weight_labels: tuple[str, ...] = ()
 
     # ---- learning
 
@@ -231,17 +261,22 @@ class Classifier:
         labels = self.labels
         if len(labels) < 2:
             return None
-        tokens = [t for t in self.tokens(item) if t in self._table]
+        if tuple(labels) != self._weight_labels:
+            self._weights.clear()
+            self._weight_labels = tuple(labels)
+        table, cache, weight = self._table, self._weights, self._weight
+        tokens = [t for t in self.tokens(item) if t in table]
         if not tokens:
             return None  # the priors alone would pass off the biggest queue as a prediction
-        scores = self._log_scores(tokens, labels)
+        rows = [cache.get(t) or weight(t) for t in tokens]
+        scores = self._log_scores(rows, labels)
         probabilities = _softmax(scores)
         best = max(probabilities, key=probabilities.__getitem__)
         runner_up = max((lb for lb in labels if lb != best), key=probabilities.__getitem__)
         return Prediction(
             label=best,
             probability=probabilities[best],
-            top_features=self._top_features(tokens, best, runner_up),
+            top_features=self._top_features(tokens, rows, labels, best, runner_up),
             probabilities=probabilities,
             model_version=self.version,
         )
@@ -291,6 +326,7 @@ class Classifier:
     def _add(self, tokens: list[str], label: str, delta: int) -> None:
         if delta < 0 and self._docs.get(label, 0) == 0:
             return
+        self._weights.clear()
         self._docs[label] = self._docs.get(label, 0) + delta
         for token in tokens:
             row = self._table.get(token)
@@ -308,34 +344,35 @@ class Classifier:
         vocabulary = len(self._table)
         return {lb: math.log(self._token_totals.get(lb, 0) + self.alpha * vocabulary) for lb in labels}
 
-    def _log_scores(self, tokens: list[str], labels: list[str]) -> dict[str, float]:
-        """log prior + scaled sum of log P(token | label) over the known tokens."""
+    def _weight(self, token: str) -> tuple[float, ...]:
+        """log(count + alpha) - log(alpha) for each label of ``_weight_labels``: the token's evidence."""
+        row = self._table[token]
+        log_alpha, alpha = math.log(self.alpha), self.alpha
+        found = self._weights[token] = tuple(math.log(row.get(lb, 0) + alpha) - log_alpha for lb in self._weight_labels)
+        return found
+
+    def _log_scores(self, rows: list[tuple[float, ...]], labels: list[str]) -> dict[str, float]:
+        """log prior + scaled sum of log P(token | label) over the known tokens (one row each)."""
         total_docs = sum(self._docs[label] for label in labels)
-        scale = min(1.0, self.evidence_tokens / len(tokens)) if tokens else 1.0
+        scale = min(1.0, self.evidence_tokens / len(rows)) if rows else 1.0
         denominators = self._log_denominators(labels)
         log_alpha = math.log(self.alpha)
-        seen = dict.fromkeys(labels, 0.0)
-        for token in tokens:
-            for label, count in self._table[token].items():
-                if label in seen:
-                    seen[label] += math.log(count + self.alpha) - log_alpha
+        seen = [sum(column) for column in zip(*rows, strict=True)]
         return {
             label: math.log(self._docs[label] / total_docs)
-            + scale * (len(tokens) * (log_alpha - denominators[label]) + seen[label])
-            for label in labels
+            + scale * (len(rows) * (log_alpha - denominators[label]) + seen[i])
+            for i, label in enumerate(labels)
         }
 
-    def _top_features(self, tokens: list[str], label: str, other: str) -> tuple[str, ...]:
+    def _top_features(
+        self, tokens: list[str], rows: list[tuple[float, ...]], labels: list[str], label: str, other: str
+    ) -> tuple[str, ...]:
         """Tokens ranked by how much more likely they are under ``label`` than under ``other``."""
         denominators = self._log_denominators((label, other))
         offset = denominators[other] - denominators[label]
-        weights = {}
-        for token in tokens:
-            row = self._table[token]
-            ratio = (row.get(label, 0) + self.alpha) / (row.get(other, 0) + self.alpha)
-            weights[token] = math.log(ratio) + offset
-        ranked = sorted((t for t in weights if weights[t] > 0), key=weights.__getitem__, reverse=True)
-        return tuple(ranked[:TOP_FEATURES])
+        i, j = labels.index(label), labels.index(other)
+        weighted = [(row[i] - row[j] + offset, token) for token, row in zip(tokens, rows, strict=True)]
+        return tuple(token for w, token in heapq.nlargest(TOP_FEATURES, weighted) if w > 0)
 
 
 def _set_count(table: dict[str, dict[str, int]], token: str, row: dict[str, int], label: str, n: int) -> None:

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from email.utils import getaddresses
 from typing import Any, Literal, Protocol
 
+from services.router.bounce import bounce_info
 from services.router.classifier import Classifier, Prediction, tokenize_mail
 from services.router.filters import Filter, FilterOutcome, InvalidFilter, apply_filters
 from services.router.ticket_hook import (
@@ -70,6 +71,8 @@ __all__ = [
     "find_ticket_number",
     "find_ticket_numbers",
     "header_spam_score",
+    "header_spam_verdict",
+    "spam_check",
     "lookup_keys",
     "match_system_address",
     "message_ids",
@@ -85,6 +88,7 @@ __all__ = [
 ]
 
 FollowUpPolicy = Literal["reopen", "reject", "new_ticket"]
+DEFAULT_SPAM_THRESHOLD = 0.0225  # 5-fold CV on the corpus training split (bench/router.py)
 NO_SUBJECT = "(no subject)"
 MAX_REFERENCES = 50
 MAX_MERGE_HOPS = 32
@@ -153,10 +157,14 @@ class RouterConfig:
     junk_queue: str = "Junk"
     hook: TicketHook = DEFAULT_HOOK
     follow_up_by_body: bool = False
-    spam_threshold: float = 0.5  # classifier / header spam probability at or above which → Junk
+    # The classifier's P(Junk) at or above which → Junk. Chosen by cross-validation on the
+    # training part of the corpus (bench/router.py prints how); the header signals do not use it.
+    spam_threshold: float = DEFAULT_SPAM_THRESHOLD
     classifier_threshold: float = 0.8  # minimum probability for the classifier to choose a queue
     trust_spam_headers: bool = True  # X-Spam-Flag/-Status/-Score from an upstream filter count
-    spam_header_required: float = 5.0  # SpamAssassin's "required" score: p=0.5 there
+    # The header verdict's own threshold: an upstream score at or above this (or above the
+    # ``required=`` the header states, whichever is higher) → Junk, as do X-Spam-Flag/-Status: YES.
+    spam_header_required: float = 5.0
     default_priority: int = 3
 
     _by_email: dict[str, SystemAddress] = field(init=False, repr=False, compare=False)
@@ -357,6 +365,27 @@ def header_spam_score(mail: ParsedMail, required: float = 5.0) -> float | None:
     return 1.0 / (1.0 + math.exp(-(score - required)))
 
 
+def header_spam_verdict(mail: ParsedMail, required: float = 5.0) -> tuple[bool, str] | None:
+    """The upstream filter's verdict (spam or not, and why), or None if its headers say nothing.
+
+    Spam when X-Spam-Flag or X-Spam-Status say YES, or when the numeric score reaches ``required``
+    or the ``required=`` the header itself states, whichever is higher (a filter tuned to 8.0 that
+    says "No" at 5.5 is believed). Separate from the classifier's threshold on purpose.
+    """
+    headers = mail.headers
+    flag, status = headers.get("x-spam-flag", ""), headers.get("x-spam-status", "")
+    if flag.strip().upper().startswith("YES"):
+        return True, "X-Spam-Flag: YES"
+    if status.strip().upper().startswith("YES"):
+        return True, "X-Spam-Status: Yes"
+    score = _spam_header_number(headers)
+    if score is None:
+        return None
+    stated = re.search(r"required=(-?\d+(?:\.\d+)?)", status)
+    bar = max(required, float(stated.group(1))) if stated else required
+    return score >= bar, f"spam header score {score:g} {'≥' if score >= bar else '<'} {bar:g}"
+
+
 def _spam_header_number(headers: dict[str, str]) -> float | None:
     status_score = re.search(r"(?:score|hits)=(-?\d+(?:\.\d+)?)", headers.get("x-spam-status", ""))
     for raw in (headers.get("x-spam-score"), status_score.group(1) if status_score else None):
@@ -398,6 +427,15 @@ class QueueDecision:
     queue: str
     spam: bool = False
     spam_score: float = 0.0
+    reasons: tuple[RoutingReason, ...] = ()
+
+
+@dataclass(frozen=True)
+class SpamCheck:
+    """Header verdict and classifier probability, each against its own threshold."""
+
+    spam: bool
+    score: float  # the higher of the two probabilities, for display and metrics
     reasons: tuple[RoutingReason, ...] = ()
 
 
@@ -444,14 +482,14 @@ def decide_queue(
         junk = _reason("spam", f"marked as spam by a filter → {config.junk_queue}")
         return QueueDecision(config.junk_queue, True, 1.0, (junk,))
     prediction = _predict(mail, classifier, tokens)
-    spam_score, spam_reasons = _spam_score(mail, config, prediction)
+    check = spam_check(mail, config, prediction)
     if filtered.queue:
         chosen = _reason("filter", f"queue {filtered.queue} set by a filter")
-        return QueueDecision(filtered.queue, False, spam_score, (*spam_reasons, chosen))
-    if spam_score >= config.spam_threshold:
-        detail = f"spam score {spam_score:.2f} ≥ {config.spam_threshold:.2f} → {config.junk_queue}"
-        return QueueDecision(config.junk_queue, True, spam_score, (*spam_reasons, _reason("spam", detail)))
-    return _non_spam_queue(mail, envelope_to, config, prediction, spam_score, tuple(spam_reasons))
+        return QueueDecision(filtered.queue, False, check.score, (*check.reasons, chosen))
+    if check.spam:
+        detail = f"spam → {config.junk_queue}"
+        return QueueDecision(config.junk_queue, True, check.score, (*check.reasons, _reason("spam", detail)))
+    return _non_spam_queue(mail, envelope_to, config, prediction, check.score, check.reasons)
 
 
 def _non_spam_queue(
@@ -487,21 +525,27 @@ def _predict(mail: ParsedMail, classifier: Classifier | None, tokens: Sequence[s
     return classifier.predict(tokens if tokens is not None else tokenize_mail(mail, classifier.max_tokens))
 
 
-def _spam_score(
-    mail: ParsedMail, config: RouterConfig, prediction: Prediction | None
-) -> tuple[float, list[RoutingReason]]:
-    """The higher of the header and classifier spam probabilities, with where each came from."""
+def spam_check(mail: ParsedMail, config: RouterConfig, prediction: Prediction | None) -> SpamCheck:
+    """Spam if the upstream filter's headers say so (their own thresholds) or if the classifier's
+    P(Junk) reaches ``config.spam_threshold``; the score shown is the higher probability."""
     reasons = []
     scores = [0.0]
-    header = header_spam_score(mail, config.spam_header_required) if config.trust_spam_headers else None
-    if header is not None:
-        scores.append(header)
-        reasons.append(_reason("spam", f"spam headers: p={header:.2f}"))
+    spam = False
+    verdict = header_spam_verdict(mail, config.spam_header_required) if config.trust_spam_headers else None
+    if verdict is not None:
+        header_p = header_spam_score(mail, config.spam_header_required) or 0.0
+        scores.append(header_p)
+        spam = verdict[0]
+        reasons.append(_reason("spam", f"spam headers: {verdict[1]} (p={header_p:.2f})"))
     if prediction is not None and config.junk_queue in prediction.probabilities:
         p = prediction.probabilities[config.junk_queue]
         scores.append(p)
-        reasons.append(_reason("spam", f"classifier spam p={p:.2f} (model v{prediction.model_version})"))
-    return max(scores), reasons
+        over = p >= config.spam_threshold
+        spam = spam or over
+        versus = f"{'≥' if over else '<'} {config.spam_threshold:g}"
+        detail = f"classifier spam p={p:.3f} {versus} (model v{prediction.model_version})"
+        reasons.append(_reason("spam", detail))
+    return SpamCheck(spam, max(scores), tuple(reasons))
 
 
 # --------------------------------------------------------------------------- route
@@ -515,14 +559,18 @@ def route(
     index: TicketIndex,
     classifier: Classifier | None = None,
     tokens: Sequence[str] | None = None,
+    delivery_status: str | None = None,
 ) -> TicketRouted:
     """The router's decision for one mail, with every reason (``tokens``: see :func:`decide_queue`).
 
     A new ticket's decision carries the version of the classifier it consulted (``model_version``),
-    so an auditor can tell which model chose the queue; follow-ups do not consult it.
+    so an auditor can tell which model chose the queue; follow-ups do not consult it. A bounce
+    carries ``bounce`` (the returned mail's Message-ID, Status, Diagnostic-Code; see
+    :mod:`services.router.bounce`; ``delivery_status`` is the DSN part's text if the caller has it).
     """
     filtered = apply_filters(mail, config.filters)
-    base: dict[str, Any] = {"mail_id": mail_id, "envelope_to": list(envelope_to), "mail": mail}
+    bounce = bounce_info(mail, delivery_status)
+    base: dict[str, Any] = {"mail_id": mail_id, "envelope_to": list(envelope_to), "mail": mail, "bounce": bounce}
     if filtered.ignore:
         reasons = (*filtered.reasons, _reason("ignore", "a filter said ignore: stored, no ticket"))
         return TicketRouted(action="ignore", queue=config.default_queue, reasons=list(reasons), **base)
@@ -558,9 +606,10 @@ def _routed_follow_up(
     """A follow-up stays in its ticket's queue; spam signals flag it and stop a reopen."""
     ticket = follow_up.ticket
     assert ticket is not None
-    header = header_spam_score(mail, config.spam_header_required) if config.trust_spam_headers else None
+    verdict = header_spam_verdict(mail, config.spam_header_required) if config.trust_spam_headers else None
+    header = header_spam_score(mail, config.spam_header_required) if verdict is not None else None
+    spam = filtered.spam or (verdict is not None and verdict[0])
     spam_score = 1.0 if filtered.spam else (header or 0.0)
-    spam = spam_score >= config.spam_threshold
     reasons = [*filtered.reasons, *follow_up.reasons, *priority_reasons]
     if filtered.queue or filtered.title:
         detail = f"follow-up stays in queue {ticket.queue}; the filter's queue/title not applied"

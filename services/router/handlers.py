@@ -7,9 +7,11 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 import asyncpg
+import httpx
 from prometheus_client import Counter
 
 from services.router import store
+from services.router.bounce import delivery_status_part
 from services.router.classifier import tokenize_mail
 from services.router.domain import (
     SnapshotIndex,
@@ -54,6 +56,7 @@ TRAINING_LABELS = Counter(
     "firstline_router_training_labels_total", "Agents' labels the classifier learned from", ["kind"]
 )
 
+MAX_DSN_BYTES = 64_000
 TicketHandler = Callable[[asyncpg.Connection, EventData, Envelope], Awaitable[None]]
 
 
@@ -106,10 +109,29 @@ class RouterHandlers:
         index = await store.load_index(conn, keys)
         # Without keys a mail cannot be a follow-up: its tokens will be needed, so make them once.
         tokens = None if keys else tokenize_mail(received.mail, classifier.max_tokens)
-        routed = route(received.mail, received.mail_id, received.envelope_to, config, index, classifier, tokens)
+        dsn = await self._delivery_status(received)
+        routed = route(received.mail, received.mail_id, received.envelope_to, config, index, classifier, tokens, dsn)
         if routed.action != "new":
             return routed, index, None
         return routed, index, tokens if tokens is not None else tokenize_mail(received.mail, classifier.max_tokens)
+
+    async def _delivery_status(self, received: MailReceived) -> str | None:
+        """The text of a bounce's ``message/delivery-status`` part, from ingest (best effort: the
+        bounce's own text is read when ingest cannot say)."""
+        part = delivery_status_part(received.mail)
+        if part is None or not self.settings.ingest_url:
+            return None
+        path = f"/mails/{received.mail_id}/parts/{part.part}"
+        try:
+            async with httpx.AsyncClient(base_url=self.settings.ingest_url, timeout=2.0) as client:
+                response = await client.get(path, headers={"X-Actor": ACTOR})
+        except httpx.HTTPError as exc:
+            logger.warning("delivery status of bounce %s not fetched: %s", received.mail_id, exc)
+            return None
+        if response.status_code != 200:
+            logger.warning("delivery status of bounce %s: ingest said %d", received.mail_id, response.status_code)
+            return None
+        return response.content[:MAX_DSN_BYTES].decode("utf-8", "replace")
 
     # ------------------------------------------------------------------ ticket.events
 

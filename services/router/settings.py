@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.router.domain import DEFAULT_SPAM_THRESHOLD
 from shared.settings import ServiceSettings
 
 
@@ -11,10 +12,16 @@ class RouterSettings(ServiceSettings):
     # Where queues are confirmed when the router has not seen their QueueConfigured yet
     # (empty: only the router's own copy of the queues counts).
     tickets_url: str = "http://127.0.0.1:8003"
+    # Where a bounce's delivery-status part (Status, Diagnostic-Code) is fetched from; empty: the
+    # bounce's text is read instead.
+    ingest_url: str = "http://127.0.0.1:8001"
 
     default_queue: str = "Raw"
     junk_queue: str = "Junk"
-    spam_threshold: float = 0.5
+    # The classifier's P(Junk) at or above which a new mail goes to Junk (cross-validated on the
+    # corpus' training split: bench/router.py). Upstream spam headers have their own threshold:
+    spam_threshold: float = DEFAULT_SPAM_THRESHOLD
+    spam_header_score: float = 5.0  # X-Spam-Score / score= at or above this (or the stated required=)
     classifier_threshold: float = 0.8
     trust_spam_headers: bool = True
     follow_up_by_body: bool = False

@@ -41,6 +41,7 @@ def base_config(
         spam_threshold=settings.spam_threshold,
         classifier_threshold=settings.classifier_threshold,
         trust_spam_headers=settings.trust_spam_headers,
+        spam_header_required=settings.spam_header_score,
     )
 
 

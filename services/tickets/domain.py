@@ -74,6 +74,7 @@ from shared.events import (
     AutoReplyRequested,
     AutoReplySent,
     AutoReplySuppressed,
+    DeliveryBounced,
     DeliveryFailed,
     EscalationBreached,
     EscalationSettingsApplied,
@@ -683,11 +684,38 @@ def decide_follow_up(ticket: Ticket | None, cmd: FollowUpFromMail, now: datetime
     action, reopen = _follow_up_action(t, routed, cmd.follow_up_policy)
     d = _Decision(t, SYSTEM_ACTOR, now)
     d.add(_mail_article(t.ticket_id, cmd.article_id, routed))
+    d.add(*_bounce_link(d.ticket, cmd.article_id, routed))
     if action == "reject":
         d.add(*_auto_reply(d.ticket, routed, "follow_up_closed_reject"))
     elif reopen and t.state in REOPENABLE_STATES:
         d.add(*_state_events(d.ticket, "open", None))
     return d.events
+
+
+# --- bounces (issues 6, 10): a DSN of one of our answers is linked to that answer
+
+
+def _bounce_link(t: Ticket, bounce_article_id: str, routed: TicketRouted) -> list[EventData]:
+    """DeliveryBounced when the mail is a bounce of an answer of this ticket (by Message-ID)."""
+    bounce = routed.bounce
+    if bounce is None:
+        return []
+    wanted = bounce.message_id.strip().strip("<>")
+    answer = next(
+        (a for a in t.articles if a.kind == "answer" and (a.message_id or "").strip().strip("<>") == wanted), None
+    )
+    if answer is None:
+        return []
+    return [
+        DeliveryBounced(
+            ticket_id=t.ticket_id,
+            article_id=answer.article_id,
+            bounce_article_id=bounce_article_id,
+            message_id=answer.message_id or wanted,
+            status=bounce.status,
+            diagnostic=bounce.diagnostic,
+        )
+    ]
 
 
 _CLOSED_FOR_FOLLOW_UP = ("closed successful", "closed unsuccessful")
@@ -938,7 +966,7 @@ def decide_record_delivery(ticket: Ticket | None, cmd: RecordDelivery, now: date
     article = t.article(result.article_id) if result.article_id is not None else None
     if article is None or article.kind != "answer":
         raise UnknownArticle(f"ticket {t.number} has no answer {result.article_id}")
-    if article.delivery == "delivered":
+    if article.delivery in ("delivered", "bounced"):  # a late result never undoes a bounce
         return []
     if isinstance(result, DeliveryFailed) and article.delivery == "failed":
         detail = f"{result.reason} (permanent)" if result.permanent else result.reason

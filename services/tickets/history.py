@@ -20,6 +20,7 @@ from shared.events import (
     AutoReplyRequested,
     AutoReplySent,
     AutoReplySuppressed,
+    DeliveryBounced,
     DeliveryFailed,
     EscalationBreached,
     EscalationSettingsApplied,
@@ -123,6 +124,12 @@ def _answer(e: AnswerSent, actor: str) -> str:
 @_describes(AnswerDelivered)
 def _delivered(e: AnswerDelivered, actor: str) -> str:
     return f"Answer {e.message_id} delivered ({e.relay_response})"
+
+
+@_describes(DeliveryBounced)
+def _bounced(e: DeliveryBounced, actor: str) -> str:
+    said = " ".join(p for p in (e.status, e.diagnostic) if p) or "no reason given"
+    return f"Answer {e.message_id} bounced: {said} (bounce mail is article {e.bounce_article_id})"
 
 
 @_describes(DeliveryFailed)

@@ -26,12 +26,13 @@ from typing import Any, TypedDict
 import asyncpg
 
 from services.tickets import store
-from services.tickets.state import Ticket, evolve
+from services.tickets.state import Ticket, bounce_detail, evolve
 from shared.envelope import Envelope
 from shared.events import (
     AnswerDelivered,
     AnswerSent,
     ArticleAdded,
+    DeliveryBounced,
     DeliveryFailed,
     EventData,
     NoteAdded,
@@ -55,6 +56,7 @@ class Plan:
     tickets: dict[str, Ticket] = field(default_factory=dict)
     articles: list[store.ArticleRow] = field(default_factory=list)
     deliveries: list[tuple[str, str, str]] = field(default_factory=list)
+    bounce_links: list[tuple[str, str]] = field(default_factory=list)  # (bounce article, answer article)
     mails: list[tuple[str, str, str]] = field(default_factory=list)
     queues: dict[str, tuple[str, str | None, bool, dict[str, Any], int]] = field(default_factory=dict)
 
@@ -123,6 +125,9 @@ def _plan_articles(result: Plan, envelope: Envelope, event: EventData) -> None:
     elif isinstance(event, DeliveryFailed) and event.article_id is not None:
         detail = f"{event.reason} (permanent)" if event.permanent else event.reason
         result.deliveries.append((event.article_id, "failed", detail))
+    elif isinstance(event, DeliveryBounced):
+        result.deliveries.append((event.article_id, "bounced", bounce_detail(event)))
+        result.bounce_links.append((event.bounce_article_id, event.article_id))
 
 
 def article_row(envelope: Envelope, event: EventData) -> store.ArticleRow | None:
@@ -277,6 +282,8 @@ class Projector:
             await store.insert_articles(conn, result.articles)
         if result.deliveries:
             await store.set_deliveries(conn, result.deliveries)
+        if result.bounce_links:
+            await store.set_bounce_links(conn, result.bounce_links)
         if result.mails:
             await store.insert_mails(conn, result.mails)
         deltas = result.count_deltas() if counts else []

@@ -23,6 +23,7 @@ from shared.events import (
     AnswerDelivered,
     AnswerSent,
     ArticleAdded,
+    DeliveryBounced,
     DeliveryFailed,
     EscalationBreached,
     EscalationKind,
@@ -56,7 +57,7 @@ SNAPSHOT_FORMAT = 1
 PRIORITY_NAMES = {1: "very low", 2: "low", 3: "normal", 4: "high", 5: "very high"}
 
 ArticleKind = Literal["email", "phone", "note", "answer"]
-DeliveryStatus = Literal["queued", "delivered", "failed"]
+DeliveryStatus = Literal["queued", "delivered", "failed", "bounced"]
 
 
 class _Frozen(BaseModel):
@@ -84,6 +85,7 @@ class Article(_Frozen):
     created_by: str
     delivery: DeliveryStatus | None = None  # answers only
     delivery_detail: str | None = None
+    bounce_of: str | None = None  # a bounce mail: the answer article it returned (DeliveryBounced)
 
 
 class EscalationSettings(_Frozen):
@@ -473,6 +475,27 @@ def _set_delivery(ticket: Ticket, article_id: str, status: DeliveryStatus, detai
     update = {"delivery": status, "delivery_detail": detail}
     articles = tuple(a.model_copy(update=update) if a.article_id == article_id else a for a in ticket.articles)
     return {"articles": articles}
+
+
+# Bounces (issues 6, 10): the answer's delivery becomes "bounced"; the bounce article points to it.
+@_handles(DeliveryBounced)
+def _bounced(ticket: Ticket, e: DeliveryBounced, actor: str, at: datetime) -> _Updates:
+    detail = bounce_detail(e)
+    articles = tuple(
+        a.model_copy(update={"delivery": "bounced", "delivery_detail": detail})
+        if a.article_id == e.article_id
+        else a.model_copy(update={"bounce_of": e.article_id})
+        if a.article_id == e.bounce_article_id
+        else a
+        for a in ticket.articles
+    )
+    return {"articles": articles}
+
+
+def bounce_detail(e: DeliveryBounced) -> str:
+    """The answer's delivery detail after a bounce: "bounced: 5.1.1 550 ... (bounce article X)"."""
+    said = " ".join(p for p in (e.status, e.diagnostic) if p) or "no reason given"
+    return f"bounced: {said} (bounce article {e.bounce_article_id})"
 
 
 @_handles(AnswerDelivered)

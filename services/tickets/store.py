@@ -206,6 +206,11 @@ async def set_deliveries(conn: Db, updates: Iterable[tuple[str, str, str]]) -> N
     )
 
 
+async def set_bounce_links(conn: Db, links: Iterable[tuple[str, str]]) -> None:
+    """(bounce article_id, answer article_id): the bounce article names the answer it returned."""
+    await conn.executemany("update articles set bounce_of = $2 where article_id = $1", list(links))
+
+
 async def insert_mails(conn: Db, rows: Iterable[tuple[str, str, str]]) -> None:
     """(mail_id, ticket_id, article_id); the first article of a mail wins."""
     await conn.executemany(

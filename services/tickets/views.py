@@ -105,6 +105,7 @@ def article_view(a: Row) -> dict[str, Any]:
         "attachments": a["attachments"],
         "delivery": a["delivery"],
         "delivery_detail": a["delivery_detail"],
+        "bounce_of": a.get("bounce_of"),  # a bounce mail: the answer article it returned
     }
 
 
@@ -154,7 +155,7 @@ def history_event(e: Envelope, links: Mapping[str, Any] | None = None) -> dict[s
 
 
 _ROUTED_ACTOR = "system:router"
-_DELIVERY_TYPES = ("AnswerDelivered", "DeliveryFailed")
+_DELIVERY_TYPES = ("AnswerDelivered", "DeliveryFailed", "DeliveryBounced")
 _ARTICLE_TYPES = ("ArticleAdded", "AnswerSent", "AutoReplyRequested")  # what a mail may reply to
 
 

@@ -71,7 +71,8 @@ def test_predict_and_explain() -> None:
     assert prediction.label == "Accounts"
     assert 0.5 < prediction.probability <= 1.0
     assert sum(prediction.probabilities.values()) == pytest.approx(1.0)
-    assert prediction.top_features and set(prediction.top_features) <= {"login", "password", "reset"}
+    words = {w for feature in prediction.top_features for w in feature.removeprefix("bi:").split("_")}
+    assert prediction.top_features and words <= {"login", "password", "reset"}
     assert prediction.explain().startswith("Accounts p=") and "top words: " in prediction.explain()
 
 

@@ -310,3 +310,32 @@ def test_every_decision_has_reasons_and_carries_the_mail() -> None:
     assert result.reasons and result.mail == mail
     assert result.envelope_to == ["info@firstline.example"]
     assert TicketRouted.model_validate(result.model_dump(by_alias=True)) == result
+
+
+# --------------------------------------------------------------------------- spam thresholds kept apart
+
+
+@pytest.mark.parametrize(
+    ("headers", "spam"),
+    [
+        ({"x-spam-flag": "YES"}, True),
+        ({"x-spam-status": "Yes, score=3.0 required=2.5"}, True),
+        ({"x-spam-score": "5.0"}, True),
+        ({"x-spam-score": "4.9"}, False),
+        ({"x-spam-status": "No, hits=5.5 required=8.0"}, False),  # the filter's own bar is higher
+        ({"x-spam-status": "No, score=-2.5 required=5.0"}, False),
+    ],
+)
+def test_header_verdict_has_its_own_threshold(headers, spam) -> None:
+    from services.router.domain import header_spam_verdict
+
+    verdict = header_spam_verdict(make_mail(headers=headers))
+    assert verdict is not None and verdict[0] is spam
+    result = routed(make_mail(headers=headers), config(spam_threshold=0.001), ["info@firstline.example"])
+    assert result.spam is spam  # no classifier here: a tiny classifier threshold changes nothing
+
+
+def test_classifier_threshold_does_not_apply_to_header_scores() -> None:
+    mail = make_mail(headers={"x-spam-score": "3.0"})  # p≈0.12 on the header's logistic
+    result = routed(mail, config(spam_threshold=0.05), ["info@firstline.example"])
+    assert (result.queue, result.spam) == ("Info-en", False)
