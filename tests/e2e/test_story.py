@@ -187,6 +187,50 @@ def test_two_agents_racing_for_one_ticket_exactly_one_wins(
     assert sorted(results) == [200, 409]
 
 
+def test_a_bounce_of_an_answer_is_linked_to_that_answer(running: Running, vera: httpx.Client) -> None:
+    subject = f"Write back to my old address {uuid.uuid4().hex[:6]}"
+    send_mail(running, sender="gone@customer.example", to="info@firstline.example", subject=subject, body="Hi!")
+    number = wait_for(lambda: ticket_with_subject(vera, subject, "Info-en"), what="the ticket")["number"]
+    answer = vera.post(f"/api/tickets/{number}/answer", json={"body": "Here is your answer."})
+    assert answer.status_code == 200, answer.text
+    sent = wait_for(lambda: _answer_in(running, "gone@customer.example", number), what="the answer at the relay")
+
+    with smtplib.SMTP("127.0.0.1", running.ports.smtp, timeout=30) as smtp:
+        smtp.sendmail("", ["info@firstline.example"], _dsn(sent, "gone@customer.example"))
+
+    def linked() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        articles = vera.get(f"/api/tickets/{number}").json()["articles"]
+        bounce = next((a for a in articles if a.get("bounce_of")), None)
+        answered = next((a for a in articles if bounce and a["article_id"] == bounce["bounce_of"]), None)
+        return (answered, bounce) if answered and bounce else None
+
+    answered, bounce = wait_for(linked, what="the bounce linked to the answer")
+    assert answered["delivery"] == "bounced" and "5.1.1" in answered["delivery_detail"]
+    time.sleep(2)
+    assert running.sink.to("MAILER-DAEMON@mx.customer.example") == []  # nothing answers a bounce
+
+
+def _dsn(answer: EmailMessage, recipient: str) -> bytes:
+    """An RFC 3464 delivery report for ``answer``, carrying its headers as text/rfc822-headers."""
+    return (
+        "From: Mail Delivery System <MAILER-DAEMON@mx.customer.example>\r\n"
+        "To: info@firstline.example\r\n"
+        "Subject: Undelivered Mail Returned to Sender\r\n"
+        f"Message-ID: <{uuid.uuid4().hex}@mx.customer.example>\r\n"
+        "Auto-Submitted: auto-replied\r\n"
+        "MIME-Version: 1.0\r\n"
+        'Content-Type: multipart/report; report-type=delivery-status; boundary="B"\r\n\r\n'
+        "--B\r\nContent-Type: text/plain\r\n\r\nYour message could not be delivered.\r\n"
+        "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+        "Reporting-MTA: dns; mx.customer.example\r\n\r\n"
+        f"Final-Recipient: rfc822; {recipient}\r\nAction: failed\r\nStatus: 5.1.1\r\n"
+        f"Diagnostic-Code: smtp; 550 5.1.1 <{recipient}>: User unknown\r\n"
+        "--B\r\nContent-Type: text/rfc822-headers\r\n\r\n"
+        f"From: {answer['From']}\r\nTo: {recipient}\r\nSubject: {answer['Subject']}\r\n"
+        f"Message-ID: {answer['Message-ID']}\r\n\r\n--B--\r\n"
+    ).encode()
+
+
 def _answer_in(running: Running, address: str, number: str) -> EmailMessage | None:
     return next((m for m in running.sink.to(address) if f"Ticket#{number}" in str(m["Subject"])
                  and m.get("Auto-Submitted", "no") == "no"), None)  # fmt: skip
