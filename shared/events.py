@@ -99,6 +99,10 @@ class Attachment(BaseModel):
     content_id: str | None = None
     inline: bool = False
     part: str = Field(default="", description="MIME part path, e.g. '2.1', to fetch it from the raw mail")
+    mail_id: str | None = Field(
+        default=None,
+        description="the ingest mail the part lives in (answers: with `part` it names the bytes notify fetches)",
+    )
 
 
 class MailFlags(BaseModel):

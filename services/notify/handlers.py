@@ -1,7 +1,8 @@
 """Notify's consumer of ``ticket.events``: everything runs in the consumer's transaction.
 
 * ``QueueConfigured`` → notify's copy of the queue's mail settings.
-* ``AnswerSent`` → one outbound row with the rendered answer (the sender loop delivers it).
+* ``AnswerSent`` → one outbound row with the rendered answer (the sender loop delivers it); its
+  attachments are fetched from ingest first (``attachments.py``: ingest away → the batch waits).
 * ``AutoReplyRequested`` → :func:`~services.notify.domain.auto_reply_decision`, then an outbound
   row, or a suppression and ``AutoReplySuppressed`` on ``delivery.events``.
 * ``AgentProfileChanged`` (``agent.directory``) and the ticket events agent notices depend on →
@@ -22,6 +23,7 @@ from pydantic import ValidationError
 
 from services.notify import store
 from services.notify.agent_notices import HANDLED, handle_agent_profile, handle_ticket_fact
+from services.notify.attachments import fetch_attachments
 from services.notify.domain import (
     ComposeError,
     QueueMailSettings,
@@ -33,7 +35,7 @@ from services.notify.domain import (
     sender_key,
 )
 from services.notify.metrics import AUTO_REPLIES_SUPPRESSED, MAILS_FAILED
-from services.notify.mime import address_email, msgid_in_domain
+from services.notify.mime import OutgoingAttachment, address_email, msgid_in_domain
 from services.notify.outbound import PURPOSE_ANSWER, PURPOSE_AUTO_REPLY, NewOutbound, failure_event
 from services.notify.queue_settings import settings_from_event, validate_settings
 from services.notify.settings import NotifySettings
@@ -111,15 +113,19 @@ def _agent_name(event: AnswerSent, envelope: Envelope) -> str:
     return "" if envelope.actor.startswith("system:") else envelope.actor
 
 
-def _compose_answer(envelope: Envelope, event: AnswerSent, queue: QueueMailSettings, domain: str) -> NewOutbound:
-    if event.attachments:
-        names = ", ".join(a.filename for a in event.attachments)
-        raise ComposeError(f"attachments cannot be fetched by notify (no source for {names})")
+def _compose_answer(
+    envelope: Envelope,
+    event: AnswerSent,
+    queue: QueueMailSettings,
+    domain: str,
+    attachments: list[OutgoingAttachment],
+) -> NewOutbound:
     msg = compose_answer(
         event,
         queue,
         agent_name=_agent_name(event, envelope),
         domain=domain,
+        attachments=attachments,
         date=envelope.occurred_at,
         title=event.title,
         on_template_error=_template_problem,
@@ -143,7 +149,11 @@ async def handle_answer_sent(conn: asyncpg.Connection, envelope: Envelope, setti
     assert isinstance(event, AnswerSent)
     queue = await load_queue_settings(conn, event.queue, settings)
     try:
-        mail = _compose_answer(envelope, event, queue, settings.mail_domain)
+        # IngestUnavailable (an OSError) propagates: the runner retries the batch until ingest is back.
+        files = await fetch_attachments(
+            event.attachments, settings.ingest_url, settings.ingest_timeout_seconds, envelope.correlation_id
+        )
+        mail = _compose_answer(envelope, event, queue, settings.mail_domain, files)
     except ComposeError as exc:
         await _answer_not_composable(conn, envelope, event, queue, settings, f"cannot compose the answer: {exc}")
         return

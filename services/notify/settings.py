@@ -54,6 +54,10 @@ class NotifySettings(ServiceSettings):
     """From of agent notices; empty means ``notifications@<mail domain>``."""
     junk_queue: str = "Junk"
     """New tickets in this queue (spam) cause no new_ticket notice."""
+    ingest_url: str = "http://127.0.0.1:8001"
+    """Where answers' attachments are fetched (``GET /mails/{id}/parts/{part}``); empty: never."""
+    ingest_timeout_seconds: float = 30.0
+    """Per attachment fetch; a timeout is retried like ingest being down."""
 
     @field_validator("own_addresses", mode="before")
     @classmethod

@@ -36,6 +36,7 @@ from services.tickets.domain import (
     Unmerge,
     Unwatch,
     Watch,
+    answer_attachments,
     decide_add_note,
     decide_add_phone_article,
     decide_answer,
@@ -54,6 +55,7 @@ from services.tickets.domain import (
     decide_unmerge,
     decide_unwatch,
     decide_watch,
+    ticket_attachments,
 )
 from services.tickets.errors import (
     AlreadyLocked,
@@ -65,8 +67,9 @@ from services.tickets.errors import (
     UnknownQueue,
 )
 from services.tickets.projections import queue_stream
+from services.tickets.views import absorbed_ticket_ids
 from shared.envelope import make_envelope, new_id, utcnow
-from shared.events import EventData, QueueConfigured
+from shared.events import Attachment, EventData, QueueConfigured
 from shared.eventstore import ConcurrencyError
 from shared.outbox import enqueue
 
@@ -160,19 +163,32 @@ class Actions:
 
     async def answer(self, number: str, fields: dict[str, Any], ctx: Context) -> Outcome:
         """``fields``: body, to, cc, subject, template, next_state, pending_until, customer_name,
-        agent_name. The customer's name defaults to the display name of their last mail."""
+        agent_name, attachments (``[{mail_id, part}]``, each an attachment of the ticket's articles
+        as its zoom shows them). The customer's name defaults to the display name of their last mail."""
         article_id = new_id()
+        requested = fields.pop("attachments", None) or []
+        attachments = await self._answer_attachments(number, requested) if requested else []
 
         def decide(t: Ticket | None, now: datetime) -> list[EventData]:
             cmd = Answer(
                 agent=ctx.actor,
                 article_id=article_id,
                 mail_domain=self.settings.mail_domain,
+                attachments=attachments,
                 **{**fields, "customer_name": fields.get("customer_name") or _customer_name(t)},
             )
             return decide_answer(t, cmd, now)
 
         return await self._run(number, decide, ctx)
+
+    async def _answer_attachments(self, number: str, requested: list[dict[str, Any]]) -> list[Attachment]:
+        """The full entries of an answer's attachments, from the zoom's articles (merged-in tickets too)."""
+        row = await store.ticket_row(self.conn, number)
+        if row is None:
+            raise TicketNotFound(f"no ticket {number}")
+        articles = await store.articles_of(self.conn, [row["ticket_id"], *absorbed_ticket_ids(row)])
+        available = ticket_attachments(dict(a) for a in articles)
+        return answer_attachments(requested, available, self.settings.max_answer_attachment_bytes)
 
     # ------------------------------------------------------------------ new tickets
 

@@ -135,8 +135,16 @@ class PhoneBody(Body):
     direction: str = "inbound"
 
 
+class AttachmentRef(Body):
+    """An attachment of the ticket's articles: the ingest mail and the MIME part (as the zoom lists them)."""
+
+    mail_id: str
+    part: str
+
+
 class AnswerBody(Body):
     body: str
+    attachments: list[AttachmentRef] | None = None
     to: list[str] | None = None
     cc: list[str] = []
     subject: str | None = None

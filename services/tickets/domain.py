@@ -21,13 +21,14 @@ close), so time travel never shows a ticket that is closed and locked.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 
 from services.tickets.errors import (
     AlreadyLocked,
+    AttachmentsTooLarge,
     CannotMergeIntoSelf,
     FollowUpMakesNewTicket,
     InvalidInput,
@@ -121,6 +122,7 @@ __all__ = [
     "decide_add_phone_article", "decide_answer", "decide_record_delivery", "decide_merge",
     "decide_unmerge", "decide_split", "answer_subject", "decide_record_notice", "decide_unlock_timeout",
     "decide_pending_due", "decide_escalation_settings", "decide_escalations", "escalation_settings_of",
+    "ticket_attachments", "answer_attachments",
     # errors (all in services.tickets.errors)
     "TicketError",
 ]  # fmt: skip
@@ -278,6 +280,7 @@ class Answer:
     pending_until: datetime | None = None
     customer_name: str | None = None
     agent_name: str | None = None  # the agent's display name for the signature; defaults to ``agent``
+    attachments: Sequence[Attachment] = ()  # resolved by :func:`answer_attachments`
     article_id: str = field(default_factory=new_id)
     mail_domain: str = DEFAULT_MAIL_DOMAIN
 
@@ -949,10 +952,54 @@ def decide_answer(ticket: Ticket | None, cmd: Answer, now: datetime) -> list[Eve
             customer_name=cmd.customer_name,
             title=t.title,
             agent_name=cmd.agent_name or cmd.agent,
+            attachments=list(cmd.attachments),
         )
     )
     d.add(*_state_events(d.ticket, cmd.next_state, pending_until))
     return d.events
+
+
+def ticket_attachments(articles: Iterable[Mapping[str, Any]]) -> dict[tuple[str, str], Attachment]:
+    """The attachments an answer may carry: every attachment of the ticket's articles (as the zoom
+    lists them, rows of the articles read model), keyed by (mail id, part). A mail's attachment
+    lives in the article's mail; an answer's own attachments name their mail themselves."""
+    found: dict[tuple[str, str], Attachment] = {}
+    for article in articles:
+        for raw in article.get("attachments") or []:
+            attachment = Attachment.model_validate(raw)
+            mail_id = attachment.mail_id or article.get("mail_id")
+            if mail_id and attachment.part:
+                found.setdefault((mail_id, attachment.part), attachment.model_copy(update={"mail_id": mail_id}))
+    return found
+
+
+def answer_attachments(
+    requested: Sequence[Mapping[str, Any]], available: Mapping[tuple[str, str], Attachment], max_bytes: int
+) -> list[Attachment]:
+    """The full entries for an answer's ``attachments: [{mail_id, part}]``.
+
+    Each must be an attachment of this ticket (``available``, see :func:`ticket_attachments`),
+    else :class:`InvalidInput` naming ``attachments[i]``; a repeated one is kept once. Together
+    they may not exceed ``max_bytes`` (:class:`AttachmentsTooLarge`).
+    """
+    chosen: list[Attachment] = []
+    seen: set[tuple[str, str]] = set()
+    for index, ref in enumerate(requested):
+        key = (str(ref.get("mail_id") or ""), str(ref.get("part") or ""))
+        attachment = available.get(key)
+        if attachment is None:
+            raise InvalidInput(
+                f"attachments[{index}]", f"part {key[1]!r} of mail {key[0]!r} is not an attachment of this ticket"
+            )
+        if key not in seen:
+            seen.add(key)
+            chosen.append(attachment)
+    total = sum(a.size for a in chosen)
+    if total > max_bytes:
+        raise AttachmentsTooLarge(
+            "attachments", f"together {total} bytes, more than the {max_bytes} an answer may carry"
+        )
+    return chosen
 
 
 def decide_record_delivery(ticket: Ticket | None, cmd: RecordDelivery, now: datetime) -> list[EventData]:

@@ -93,6 +93,12 @@ class InvalidInput(TicketError):
         self.field = field
 
 
+class AttachmentsTooLarge(InvalidInput):
+    """An answer's attachments together exceed ``MAX_ANSWER_ATTACHMENT_BYTES`` (field ``attachments``)."""
+
+    code = "attachments_too_large"
+
+
 class CannotMergeIntoSelf(TicketError):
     code = "cannot_merge_into_self"
 

@@ -18,3 +18,4 @@ class TicketsSettings(ServiceSettings):
     default_page_size: int = 25
     max_page_size: int = 500
     max_merge_hops: int = 5  # a follow-up to a merged ticket follows at most this many merges
+    max_answer_attachment_bytes: int = 20 * 1024 * 1024  # an answer's attachments together, at most

@@ -25,7 +25,7 @@ from aiokafka import AIOKafkaConsumer
 
 from services.gateway.app import create_app
 from shared.envelope import Envelope
-from shared.events import Address, ParsedMail, TicketRouted
+from shared.events import Address, Attachment, ParsedMail, TicketRouted
 from shared.settings import ServiceSettings
 from tests.conftest import eventually
 from tests.gateway.conftest import (
@@ -401,3 +401,34 @@ async def _same_answers(client: httpx.AsyncClient, hidden: str, unknown: str, *p
 
 def _without_ids(body: Any, ident: str) -> Any:
     return str(body).replace(ident, "<id>")
+
+
+# --------------------------------------------------------------------------- answers with attachments
+
+
+async def test_answer_with_attachments_is_forwarded(world: World) -> None:
+    admin = world.gateway
+    mail_id = f"m-attach-{uuid.uuid4().hex[:8]}"
+    pdf = Attachment(filename="invoice.pdf", content_type="application/pdf", size=1200, sha256="a" * 64, part="2")
+    mail = routed(mail_id, "Raw", "Wrong invoice").mail.model_copy(update={"attachments": [pdf]})
+    routed_mail = TicketRouted(mail_id=mail_id, action="new", queue="Raw", mail=mail)
+    await publish(world.settings, "ticket.routed", [envelope(routed_mail, mail_id, actor="router")])
+    number = await _ticket_of(admin, mail_id)
+    zoom = (await admin.get(f"/api/tickets/{number}")).json()
+    assert [(a["filename"], a["part"]) for a in zoom["articles"][0]["attachments"]] == [("invoice.pdf", "2")]
+    path = f"/api/tickets/{number}/answer"
+
+    extra = await admin.post(
+        path, json={"body": "x", "attachments": [{"mail_id": mail_id, "part": "2", "x": 1}]}, headers=csrf(admin)
+    )
+    assert extra.status_code == 422
+    foreign = await admin.post(
+        path, json={"body": "x", "attachments": [{"mail_id": world.raw_mail, "part": "2"}]}, headers=csrf(admin)
+    )
+    assert foreign.status_code == 422 and foreign.json()["field"] == "attachments[0]"
+    answered = await admin.post(
+        path, json={"body": "Corrected.", "attachments": [{"mail_id": mail_id, "part": "2"}]}, headers=csrf(admin)
+    )
+    assert answered.status_code == 200, answered.text
+    answer = answered.json()["ticket"]["articles"][-1]
+    assert [(a["filename"], a["mail_id"], a["part"]) for a in answer["attachments"]] == [("invoice.pdf", mail_id, "2")]

@@ -4,6 +4,7 @@ publishing envelopes to ``ticket.events``, reading ``delivery.events``, building
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 from collections import Counter
@@ -14,10 +15,12 @@ from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Session
 from aiosmtpd.smtp import Envelope as SmtpEnvelope
+from fastapi import FastAPI
 
 from services.notify.settings import NotifySettings
 from shared.bus import ensure_topics
@@ -238,3 +241,28 @@ def auto_reply_requested(ticket_id: str, to: str, **changes: Any) -> AutoReplyRe
         "in_reply_to": f"<{ticket_id}.mail@example.org>",
     }
     return AutoReplyRequested(**(fields | changes))
+
+
+# --------------------------------------------------------------------------- apps on real ports
+
+
+@asynccontextmanager
+async def served_on(app: FastAPI, port: int) -> AsyncIterator[str]:
+    """Serve ``app`` (with its lifespan) by uvicorn on 127.0.0.1:``port``; yields its URL."""
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, access_log=False, lifespan="on")
+    server = uvicorn.Server(config)
+    server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]  # pytest owns the signals
+    task = asyncio.create_task(server.serve())
+    try:
+        deadline = time.monotonic() + 60
+        while not server.started:
+            if task.done():
+                task.result()
+                raise AssertionError("server stopped before it started")
+            if time.monotonic() > deadline:
+                raise AssertionError("server did not start")
+            await asyncio.sleep(0.05)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, timeout=60)

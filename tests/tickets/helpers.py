@@ -8,7 +8,7 @@ from datetime import UTC, date, datetime, timedelta
 from services.tickets.domain import CreateFromMail, Ticket, apply, decide_create
 from services.tickets.numbers import format_ticket_number
 from shared.envelope import Envelope, make_envelope
-from shared.events import Address, EventData, MailFlags, ParsedMail, TicketRouted
+from shared.events import Address, Attachment, EventData, MailFlags, ParsedMail, TicketRouted
 
 T0 = datetime(2026, 11, 25, 9, 0, tzinfo=UTC)
 DAY = date(2026, 11, 25)
@@ -38,6 +38,7 @@ def routed(
     spam: bool = False,
     priority: int = 3,
     flags: MailFlags | None = None,
+    attachments: Sequence[Attachment] = (),
 ) -> TicketRouted:
     mail = ParsedMail(  # type: ignore[call-arg]  # ``from_`` is accepted: populate_by_name
         from_=Address(name=sender_name, email=sender),
@@ -48,6 +49,7 @@ def routed(
         references=list(references),
         body_text="Hello, please help.",
         flags=flags or MailFlags(),
+        attachments=list(attachments),
     )
     return TicketRouted(
         mail_id=mail_id,

@@ -33,9 +33,17 @@ class Unlock(Command):
     force: bool | None = None
 
 
+class AttachmentRef(Command):
+    """An attachment of one of the ticket's articles, as the zoom lists it (`mail_id`, `part`)."""
+
+    mail_id: str = Field(min_length=1, max_length=200)
+    part: str = Field(min_length=1, max_length=100)
+
+
 class Answer(Command):
     body: str = Field(min_length=1)
     template: str | None = None
+    attachments: list[AttachmentRef] | None = Field(default=None, max_length=50)
     to: list[str] | None = None
     cc: list[str] | None = None
     subject: str | None = None

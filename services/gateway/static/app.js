@@ -73,6 +73,7 @@
       moveMany: 'Move {0} tickets', stateTitle: 'State of ticket {0}', stateMany: 'State of {0} tickets',
       priorityTitle: 'Priority of ticket {0}', priorityMany: 'Priority of {0} tickets',
       mergeTitle: 'Merge ticket {0}', answerQueued: 'Answer queued for sending.', done: 'Done.',
+      answerAttachments: 'Attach files of this ticket',
       historyTitle: 'History of ticket {0}', instant: 'Instant', asOf: 'As it was at {0}',
       events: 'Events', time: 'Time', event: 'Event', actor: 'Actor', version: 'Version',
       details: 'Details', afterInstant: 'after this instant', showAt: 'Show',
@@ -199,6 +200,7 @@
       stateTitle: 'Status von Ticket {0}', stateMany: 'Status von {0} Tickets',
       priorityTitle: 'Priorität von Ticket {0}', priorityMany: 'Priorität von {0} Tickets',
       mergeTitle: 'Ticket {0} zusammenfassen', answerQueued: 'Antwort wird versendet.', done: 'Erledigt.',
+      answerAttachments: 'Dateien dieses Tickets anhängen',
       historyTitle: 'Historie von Ticket {0}', instant: 'Zeitpunkt', asOf: 'Stand {0}',
       events: 'Ereignisse', time: 'Zeit', event: 'Ereignis', actor: 'Von', version: 'Version',
       details: 'Details', afterInstant: 'nach diesem Zeitpunkt', showAt: 'Anzeigen',
@@ -1290,8 +1292,24 @@
 
   function attachmentLink(article, file) {
     const name = file.filename || file.part || '?';
-    if (!article.mail_id || !file.part) return h('span', {}, name);
-    return h('a', { href: `/api/mails/${enc(article.mail_id)}/parts/${enc(file.part)}`, download: name }, name);
+    const mailId = file.mail_id || article.mail_id; // an answer's attachments name their mail
+    if (!mailId || !file.part) return h('span', {}, name);
+    return h('a', { href: `/api/mails/${enc(mailId)}/parts/${enc(file.part)}`, download: name }, name);
+  }
+
+  /** The files an answer may carry: each attachment of the zoom's articles once, by (mail, part). */
+  function ticketAttachments(ticket) {
+    const files = new Map();
+    for (const article of ticket.articles || []) {
+      for (const file of article.attachments || []) {
+        const mailId = file.mail_id || article.mail_id;
+        const key = JSON.stringify([mailId, file.part]);
+        if (mailId && file.part && !files.has(key)) {
+          files.set(key, { mail_id: mailId, part: file.part, filename: file.filename || file.part, size: file.size });
+        }
+      }
+    }
+    return [...files.values()];
   }
 
   function mailTools(article) {
@@ -1388,15 +1406,26 @@
       }
     };
     body.addEventListener('input', () => preview.replaceChildren());
+    const files = ticketAttachments(ticket);
+    const fileList = files.length ? h('fieldset', { class: 'check-list answer-attachments' },
+      h('legend', {}, t('answerAttachments')),
+      files.map((file, index) => checkField(`${file.filename} (${fmtSize(file.size)})`,
+        checkbox(false, { name: 'attachment', value: String(index) })))) : null;
     openDialog({
       title: t('answerTitle', number),
-      fields: [field(t('template'), chooser), field(t('text'), body),
+      fields: [field(t('template'), chooser), field(t('text'), body), fileList,
         h('div', { class: 'preview-bar' }, button(t('preview'), showPreview, { class: 'small', id: 'answer-preview' })),
         preview],
       submitLabel: t('send'),
       wide: true,
       onSubmit: async (form) => {
-        await postAction(number, 'answer', { body: form.get('body'), template: form.get('template') || undefined });
+        const attachments = form.getAll('attachment').map((index) => files[Number(index)])
+          .map((file) => ({ mail_id: file.mail_id, part: file.part }));
+        await postAction(number, 'answer', {
+          body: form.get('body'),
+          template: form.get('template') || undefined,
+          attachments: attachments.length ? attachments : undefined,
+        });
         afterChange(t('answerQueued'));
       },
     });
