@@ -4,14 +4,14 @@ Against DATABASE_URL / KAFKA_BOOTSTRAP_SERVERS or a throwaway PostgreSQL and bro
 
 1. a burst of N corpus mails (made unique) sent by SMTP: how fast ingest accepts them, and how
    fast they become articles on tickets (the queue view reads the same synchronous projection);
-2. mail at a steady rate (100/s) while 100 agents lock and unlock tickets through the gateway:
-   the latency of each mail from SMTP's 250 to its article, and each agent command's latency;
+2. mail at a steady rate (100/s, then 30/s) while 100 agents lock and unlock tickets through the
+   gateway: the latency of each mail from SMTP's 250 to its article, and each agent command's;
 3. replay: the admin's rebuild of every read model from the log;
 4. each service's memory.
 
 It ends with one table of figure, target and whether the target was met. No figure fails anything.
 
-    python -m bench.e2e [--mails 2000] [--rate 100] [--seconds 10] [--agents 100]
+    python -m bench.e2e [--mails 2000] [--rate 100] [--calm-rate 30] [--seconds 10] [--agents 100]
 """
 
 from __future__ import annotations
@@ -226,42 +226,50 @@ async def working_agents(
 
 
 async def steady(system: System, dsn: str, mails: list[bytes], args: argparse.Namespace) -> list[Row]:
+    """Agents at work while mail flows: at the issue's rate, then at a rate this machine sustains."""
     limits = httpx.Limits(max_connections=args.agents + 10)
     async with httpx.AsyncClient(base_url=system.ports.url("gateway"), timeout=60, limits=limits) as http:
         token = (await http.post("/api/login", json={"username": ADMIN[0], "password": ADMIN[1]})).json()["token"]
         admin = {"Authorization": f"Bearer {token}"}
         agents = await make_agents(http, admin, args.agents)
         numbers = await ticket_numbers(http, admin, args.agents * 3)
+        rows = []
+        for rate in (args.rate, args.calm_rate):
+            rows += await mail_and_agents(system, dsn, mails, http, agents, numbers, rate, args.seconds)
+    return rows
 
-        accepted: dict[str, float] = {}
-        sending = threading.Event()
-        sending.set()
-        mail_samples: list[float] = []
-        command_samples: list[float] = []
 
-        def send() -> None:
-            try:
-                smtp_steady(system.ports.smtp, mails, args.rate, args.seconds, f"lat-{uuid.uuid4().hex[:6]}", accepted)
-            finally:
-                sending.clear()
+async def mail_and_agents(
+    system: System, dsn: str, mails: list[bytes], http: httpx.AsyncClient, agents: list[dict[str, str]],
+    numbers: list[str], rate: int, seconds: int,
+) -> list[Row]:  # fmt: skip
+    accepted: dict[str, float] = {}
+    sending = threading.Event()
+    sending.set()
+    mail_samples: list[float] = []
+    command_samples: list[float] = []
 
-        started = time.perf_counter()
-        follower = asyncio.create_task(follow_mail(dsn, accepted, sending, mail_samples))
-        agents_done = asyncio.create_task(
-            working_agents(http, agents, numbers, started + args.seconds, command_samples)
-        )
-        await asyncio.to_thread(send)
-        failures = await agents_done
-        await follower
-    rate = len(command_samples) / max(time.perf_counter() - started, 1e-9)
+    def send() -> None:
+        try:
+            smtp_steady(system.ports.smtp, mails, rate, seconds, f"lat-{uuid.uuid4().hex[:6]}", accepted)
+        finally:
+            sending.clear()
+
+    started = time.perf_counter()
+    follower = asyncio.create_task(follow_mail(dsn, accepted, sending, mail_samples))
+    agents_done = asyncio.create_task(working_agents(http, agents, numbers, started + seconds, command_samples))
+    await asyncio.to_thread(send)
+    failures = await agents_done
+    commands_per_second = len(command_samples) / max(time.perf_counter() - started, 1e-9)
+    await follower
     mail_p99 = percentile(mail_samples, 0.99) if mail_samples else float("inf")
     command_p99 = percentile(command_samples, 0.99) if command_samples else float("inf")
     return [
-        Row(f"mail latency at {args.rate} mails/s (250 → article)", latency_figure(mail_samples),
+        Row(f"mail latency at {rate} mails/s (250 → article)", latency_figure(mail_samples),
             "p99 ≤ 1 s", mail_p99 <= 1000),
-        Row(f"lock/unlock via gateway, {args.agents} agents, mail flowing",
-            f"{latency_figure(command_samples)}, {rate:.0f} cmd/s, {failures} failed", "p99 ≤ 30 ms",
-            command_p99 <= 30),
+        Row(f"lock/unlock via gateway, {len(agents)} agents, {rate} mails/s",
+            f"{latency_figure(command_samples)}, {commands_per_second:.0f} cmd/s, {failures} failed",
+            "p99 ≤ 30 ms", command_p99 <= 30),
     ]  # fmt: skip
 
 
@@ -334,6 +342,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mails", type=int, default=2000)
     parser.add_argument("--rate", type=int, default=100)
+    parser.add_argument("--calm-rate", type=int, default=30, help="a second mail rate, one this machine sustains")
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--agents", type=int, default=100)
     main(parser.parse_args())

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Collection
 from dataclasses import dataclass
 
 import asyncpg
@@ -101,12 +101,16 @@ class Consumer:
         settings: ServiceSettings,
         handler: Handler,
         group: str | None = None,
+        types: Collection[str] | None = None,
     ) -> None:
+        """``types``: the event types the handler acts on (None: all). Records of other types, by
+        their ``type`` header, are passed over without decoding or an idempotency record."""
         self.name = name
         self.topics = topics
         self.pool = pool
         self.settings = settings
         self.handler = handler
+        self.types = frozenset(types) if types is not None else None
         self.group = group or f"{settings.kafka_topic_prefix}{settings.service_name}.{name}"
         self.status = ConsumerStatus()
         self._consumer: AIOKafkaConsumer | None = None
@@ -189,36 +193,54 @@ class Consumer:
     async def _handle_batch(self, records: list[ConsumerRecord]) -> None:
         """All records in one transaction; if that fails, each on its own with retries."""
         started = time.perf_counter()
+        wanted = [r for r in records if self._wanted(r)]
+        if len(wanted) < len(records):
+            MESSAGES_CONSUMED.labels(self.name, "ignored").inc(len(records) - len(wanted))
+        if not wanted:
+            return
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                for record in records:
-                    await self._handle(conn, record)
+                await self._handle_all(conn, [_decode(r) for r in wanted])
         except INFRASTRUCTURE_ERRORS:
             raise
         except Exception:
-            for record in records:
+            for record in wanted:
                 await self._handle_with_retries(record)
-        elapsed = (time.perf_counter() - started) / len(records)
-        for _ in records:
+        elapsed = (time.perf_counter() - started) / len(wanted)
+        for _ in wanted:
             HANDLER_SECONDS.labels(self.name).observe(elapsed)
-        MESSAGES_CONSUMED.labels(self.name, "handled").inc(len(records))
+        MESSAGES_CONSUMED.labels(self.name, "handled").inc(len(wanted))
+
+    def _wanted(self, record: ConsumerRecord) -> bool:
+        if self.types is None:
+            return True
+        event_type = dict(record.headers or []).get("type")
+        return event_type is None or event_type.decode(errors="replace") in self.types
+
+    async def _handle_all(self, conn: asyncpg.Connection, envelopes: list[Envelope]) -> None:
+        """Record every event id in one statement, then handle those not seen before, in order."""
+        first_time = {
+            row[0]
+            for row in await conn.fetch(
+                "insert into processed_messages (consumer, message_id) select $1, unnest($2::text[])"
+                " on conflict do nothing returning message_id",
+                self.group,
+                [e.event_id for e in envelopes],
+            )
+        }
+        for envelope in envelopes:
+            if envelope.event_id not in first_time:
+                MESSAGES_CONSUMED.labels(self.name, "duplicate").inc()
+                continue
+            first_time.discard(envelope.event_id)  # the same event twice in one poll: once
+            token = correlation_id.set(envelope.correlation_id)
+            try:
+                await self.handler(conn, envelope)
+            finally:
+                correlation_id.reset(token)
 
     async def _handle(self, conn: asyncpg.Connection, record: ConsumerRecord) -> None:
-        envelope = _decode(record)
-        first_time = await conn.fetchval(
-            "insert into processed_messages (consumer, message_id) values ($1, $2)"
-            " on conflict do nothing returning true",
-            self.group,
-            envelope.event_id,
-        )
-        if not first_time:
-            MESSAGES_CONSUMED.labels(self.name, "duplicate").inc()
-            return
-        token = correlation_id.set(envelope.correlation_id)
-        try:
-            await self.handler(conn, envelope)
-        finally:
-            correlation_id.reset(token)
+        await self._handle_all(conn, [_decode(record)])
 
     async def _handle_with_retries(self, record: ConsumerRecord) -> None:
         delay = self.settings.consumer_backoff_seconds

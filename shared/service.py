@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from contextlib import asynccontextmanager
 from functools import partial
 from http import HTTPStatus
@@ -56,7 +56,7 @@ class Service:
         self.store: EventStore | None = None
         self.relay: OutboxRelay | None = None
         self.consumers: list[Consumer] = []
-        self._consumer_specs: list[tuple[str, list[str], Handler]] = []
+        self._consumer_specs: list[tuple[str, list[str], Handler, Collection[str] | None]] = []
         self.on_start: list[Hook] = []
         self.on_stop: list[Hook] = []
         self.readiness_checks: list[ReadinessCheck] = []
@@ -64,9 +64,10 @@ class Service:
         self._tasks: list[asyncio.Task[None]] = []
         self.started_at = time.time()
 
-    def consume(self, name: str, topics: list[str], handler: Handler) -> None:
-        """Register a consumer (catalogue topic names; the settings' prefix is applied)."""
-        self._consumer_specs.append((name, [self.settings.topic(t) for t in topics], handler))
+    def consume(self, name: str, topics: list[str], handler: Handler, types: Collection[str] | None = None) -> None:
+        """Register a consumer (catalogue topic names; the settings' prefix is applied). ``types``:
+        the event types ``handler`` acts on; others are passed over (None: all)."""
+        self._consumer_specs.append((name, [self.settings.topic(t) for t in topics], handler, types))
 
     @property
     def db(self) -> asyncpg.Pool:
@@ -84,8 +85,10 @@ class Service:
             self.relay = OutboxRelay(self.pool, self.settings)
             relay = self.relay
             self.spawn(lambda: relay.run(self.stopping), "relay")
-        for name, topics, handler in self._consumer_specs:
-            consumer = Consumer(name=name, topics=topics, pool=self.pool, settings=self.settings, handler=handler)
+        for name, topics, handler, types in self._consumer_specs:
+            consumer = Consumer(
+                name=name, topics=topics, pool=self.pool, settings=self.settings, handler=handler, types=types
+            )
             self.consumers.append(consumer)
             self.spawn(partial(consumer.run, self.stopping), f"consumer {name}")
         for hook in self.on_start:

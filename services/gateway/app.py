@@ -9,7 +9,7 @@ from fastapi.staticfiles import StaticFiles
 
 from services.gateway.api import routers
 from services.gateway.api.ui import STATIC
-from services.gateway.directory import handle_ticket_event
+from services.gateway.directory import DIRECTORY_EVENTS, handle_ticket_event
 from services.gateway.errors import document_api_errors, install_error_handlers
 from services.gateway.runtime import Gateway
 from services.gateway.settings import GatewaySettings
@@ -24,7 +24,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     settings = settings or GatewaySettings()
     service = Service(settings, migrations=MIGRATIONS)  # relay: agent.directory (profiles.py)
-    service.consume("directory", [TOPIC_TICKET_EVENTS], handle_ticket_event)
+    service.consume("directory", [TOPIC_TICKET_EVENTS], handle_ticket_event, DIRECTORY_EVENTS)
     gateway = Gateway(settings)
     service.on_start.append(gateway.start)
     service.on_stop.append(gateway.stop)

@@ -200,11 +200,20 @@ class Desk:
         return data
 
     async def visible_ticket(
-        self, agent: Principal, number: str, directory: QueueDirectory | None = None, field: str | None = None
+        self,
+        agent: Principal,
+        number: str,
+        directory: QueueDirectory | None = None,
+        field: str | None = None,
+        *,
+        articles: bool = False,
     ) -> tuple[dict[str, Any], Queue]:
-        """The ticket (zoom) and its queue, or 404 if it does not exist or the agent may not see it."""
+        """The ticket (its fields; with ``articles``, the whole zoom) and its queue, or 404 if it
+        does not exist or the agent may not see it."""
         directory = directory or await self.directory()
-        ticket = await self.upstream.find("tickets", f"/tickets/{_segment(number)}", actor=agent.username)
+        ticket = await self.upstream.find(
+            "tickets", f"/tickets/{_segment(number)}", actor=agent.username, params={"articles": articles}
+        )
         if not ticket:
             raise ticket_not_found(number, field)
         queue = directory.queue(str(ticket.get("queue", "")))
@@ -213,7 +222,7 @@ class Desk:
         return ticket, queue
 
     async def zoom(self, agent: Principal, number: str) -> dict[str, Any]:
-        ticket, queue = await self.visible_ticket(agent, number)
+        ticket, queue = await self.visible_ticket(agent, number, articles=True)
         granted = queue_permissions(agent.access, queue)
         ticket["watched"] = agent.username in (ticket.get("watchers") or [])
         ticket["permissions"] = [p for p in PERMISSIONS if p in granted]
@@ -294,7 +303,7 @@ class Desk:
 
     async def answer_preview(self, agent: Principal, number: str, answer: dict[str, Any]) -> dict[str, Any]:
         """The answer as notify would send it (salutation, text, signature); needs what answering needs."""
-        ticket, queue = await self.visible_ticket(agent, number)
+        ticket, queue = await self.visible_ticket(agent, number, articles=True)  # the customer's name
         self._require(agent, "answer", queue)
         request = preview_request(ticket, answer, agent.username)
         result = await self.upstream.call("notify", "POST", "/api/preview", actor=agent.username, json=request)

@@ -18,6 +18,9 @@ from services.gateway.accounts import Principal
 from services.gateway.permissions import Permission, Queue, queues_with
 from shared.envelope import Envelope
 
+DIRECTORY_EVENTS = frozenset({"QueueConfigured", "TicketCreated", "TicketMoved"})
+"""The events :func:`handle_ticket_event` acts on; the consumer passes over the rest."""
+
 
 async def handle_ticket_event(conn: asyncpg.Connection, envelope: Envelope) -> None:
     data = envelope.data

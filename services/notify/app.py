@@ -7,7 +7,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.notify.api import notify_router
-from services.notify.handlers import ticket_events_handler
+from services.notify.handlers import HANDLED_TYPES, ticket_events_handler
 from services.notify.sender import Sender
 from services.notify.settings import NotifySettings
 from shared.events import TOPIC_AGENT_DIRECTORY, TOPIC_TICKET_EVENTS
@@ -21,7 +21,9 @@ def create_app(settings: NotifySettings | None = None) -> FastAPI:
     settings = settings or NotifySettings()
     service = Service(settings, migrations=MIGRATIONS)
     # One consumer for both topics (one group join); handlers dispatch by event type.
-    service.consume("ticket-events", [TOPIC_TICKET_EVENTS, TOPIC_AGENT_DIRECTORY], ticket_events_handler(settings))
+    service.consume(
+        "ticket-events", [TOPIC_TICKET_EVENTS, TOPIC_AGENT_DIRECTORY], ticket_events_handler(settings), HANDLED_TYPES
+    )
 
     async def start_sender(svc: Service) -> None:
         sender = Sender(svc.db, settings)

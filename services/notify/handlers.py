@@ -280,3 +280,6 @@ HANDLERS: dict[str, TypedHandler] = {
     AutoReplyRequested.TYPE: handle_auto_reply_requested,
     AgentProfileChanged.TYPE: handle_agent_profile,
 }
+
+HANDLED_TYPES: frozenset[str] = frozenset(HANDLERS) | frozenset(HANDLED)
+"""Every event type the handler acts on; the consumer passes over the rest."""

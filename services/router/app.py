@@ -29,7 +29,7 @@ def create_app(settings: RouterSettings | None = None) -> FastAPI:
     state = RouterState(settings)
     handlers = RouterHandlers(service, state, settings)
     service.consume("mail", [TOPIC_MAIL_RECEIVED], handlers.handle_mail)
-    service.consume("tickets", [TOPIC_TICKET_EVENTS], handlers.handle_ticket_event)
+    service.consume("tickets", [TOPIC_TICKET_EVENTS], handlers.handle_ticket_event, handlers.ticket_event_types)
 
     async def start(service: Service) -> None:
         await state.refresh(service.db, force=True)

@@ -135,6 +135,11 @@ class RouterHandlers:
 
     # ------------------------------------------------------------------ ticket.events
 
+    @property
+    def ticket_event_types(self) -> frozenset[str]:
+        """The ticket events the router keeps or learns from; the consumer passes over the rest."""
+        return frozenset(self._ticket_handlers)
+
     async def handle_ticket_event(self, conn: asyncpg.Connection, envelope: Envelope) -> None:
         """Keep the index (and learn); events the router has no use for are skipped."""
         handler = self._ticket_handlers.get(envelope.type)

@@ -351,8 +351,9 @@ def build_router(tickets: Tickets) -> APIRouter:
         return await queries.ticket_list(tickets.pool, f)
 
     @router.get("/tickets/{number}")
-    async def get_ticket(number: str) -> Json:
-        return await queries.zoom(tickets.pool, number)
+    async def get_ticket(number: str, articles: bool = True) -> Json:
+        """The zoom; ``articles=false``: the ticket's fields only (a permission check's read)."""
+        return await queries.zoom(tickets.pool, number, articles=articles)
 
     @router.get("/tickets/{number}/history")
     async def get_history(number: str, at: datetime | None = None) -> Json:

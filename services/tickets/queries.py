@@ -20,13 +20,16 @@ from shared.eventstore import EventStore
 vault = Vault()
 
 
-async def zoom(db: store.Db, number: str) -> dict[str, Any]:
-    """The ticket with every article in order, including those of tickets merged into it."""
+async def zoom(db: store.Db, number: str, *, articles: bool = True) -> dict[str, Any]:
+    """The ticket with every article in order, including those of tickets merged into it
+    (``articles=False``: without the ``articles`` key)."""
     row = await store.ticket_row(db, number)
     if row is None:
         raise TicketNotFound(f"no ticket {number}")
-    articles = await store.articles_of(db, [row["ticket_id"], *views.absorbed_ticket_ids(row)])
-    return views.ticket_zoom(row, articles)
+    if not articles:
+        return {k: v for k, v in views.ticket_zoom(row, []).items() if k != "articles"}
+    found = await store.articles_of(db, [row["ticket_id"], *views.absorbed_ticket_ids(row)])
+    return views.ticket_zoom(row, found)
 
 
 async def zoom_by_id(db: store.Db, ticket_id: str) -> dict[str, Any]:

@@ -60,6 +60,8 @@ async def test_routed_mail_through_kafka(settings: ServiceSettings) -> None:
             "carol@example.org",
         )
         assert [(a["mail_id"], a["body"]) for a in zoom["articles"]] == [("mail-1", "Hello, please help.")]
+        fields_only = (await client.get(f"/tickets/{number}", params={"articles": "false"})).json()
+        assert "articles" not in fields_only and fields_only == {k: v for k, v in zoom.items() if k != "articles"}
 
         same_mail_again = routed_envelope("mail-1", queue="Raw", message_id="<m1@example.org>")
         follow_up = routed_envelope(
