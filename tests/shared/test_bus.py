@@ -14,7 +14,7 @@ from shared.bus import Consumer, ensure_topics
 from shared.db import create_pool, migrate
 from shared.devinfra import LocalBroker
 from shared.envelope import Envelope, make_envelope
-from shared.events import NoteAdded
+from shared.events import NoteAdded, WatchStarted
 from shared.eventstore import EventStore
 from shared.outbox import OutboxRelay
 from shared.settings import ServiceSettings
@@ -150,6 +150,31 @@ async def test_broker_restarted_empty_everything_is_republished_and_consumers_co
 
         await wait_until(broker_holds_everything, timeout=90)  # the relay noticed and republished
     assert await pool.fetchval("select count(*) from seen") == total  # no duplicates (primary key)
+
+
+async def test_a_consumer_passes_over_types_it_has_no_use_for_and_handles_redeliveries_once(
+    pool: asyncpg.Pool, settings: ServiceSettings
+) -> None:
+    topic = settings.topic("ticket.events")
+    await ensure_topics(settings, [topic])
+    watched = make_envelope(WatchStarted(ticket_id="t", agent="a"), stream_id="t", actor="t")
+    store = EventStore(pool)
+    await store.append("t", 0, [note("t", "n-1"), watched, note("t", "n-2")], publish_to=topic)
+    consumer = Consumer(
+        name="notes", topics=[topic], pool=pool, settings=settings, handler=record_seen, types={"NoteAdded"}
+    )
+    async with running(OutboxRelay(pool, settings).run, consumer.run):
+        await wait_until(lambda: _count(pool, "seen", 2))
+        await pool.execute("update outbox set published_at = null")  # everything again
+        await wait_until(lambda: _all_published(pool))
+        await asyncio.sleep(1)
+    assert await pool.fetchval("select count(*) from seen") == 2
+    processed = await pool.fetch("select message_id from processed_messages order by message_id")
+    assert watched.event_id not in {r["message_id"] for r in processed} and len(processed) == 2
+
+
+async def _all_published(pool: asyncpg.Pool) -> bool:
+    return not await pool.fetchval("select count(*) from outbox where published_at is null")
 
 
 async def test_handler_that_fails_then_succeeds_is_retried(pool: asyncpg.Pool, settings: ServiceSettings) -> None:
