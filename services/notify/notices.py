@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from email.message import EmailMessage
-from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
@@ -26,17 +25,11 @@ from services.notify.mime import (
 )
 from services.notify.queue_settings import SystemAddress
 from services.notify.templates import render_strict
+from shared.events import AgentNotificationKind
 
 NOTICE_HEADER = "X-Firstline-Notice"
 
-AgentNoticeKind = Literal[
-    "new_ticket",
-    "follow_up",
-    "unlocked_timeout",
-    "pending_reminder",
-    "escalation_warning",
-    "escalation_breach",
-]
+AgentNoticeKind = AgentNotificationKind  # the kinds an agent chooses among in their preferences
 
 
 class TicketSummary(BaseModel):
