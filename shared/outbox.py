@@ -96,7 +96,19 @@ class OutboxRelay:
                 await self._disconnect()
                 next_check = 0.0
                 await _wait(stop, 1.0)
+        await self._drain(loop.time() + self.settings.relay_drain_seconds)
         await self._disconnect()
+
+    async def _drain(self, deadline: float) -> None:
+        """On a graceful stop, publish what is pending (best effort, until ``deadline``): what
+        the last requests committed reaches consumers now, not when a relay next runs."""
+        if self.producer is None:
+            return
+        try:
+            while await self.publish_batch() and asyncio.get_running_loop().time() < deadline:
+                pass
+        except INFRASTRUCTURE_ERRORS as exc:
+            logger.warning("relay: outbox not drained at stop, the next relay publishes it: %r", exc)
 
     async def _connect(self) -> None:
         if self.producer is None:

@@ -25,6 +25,7 @@ class ServiceSettings(BaseSettings):
     relay_interval_seconds: float = 0.05
     relay_batch_size: int = 500
     broker_check_interval_seconds: float = 5.0
+    relay_drain_seconds: float = 5.0  # on a graceful stop, publish what is pending for up to this long
     consumer_max_records: int = 500
     consumer_fetch_wait_ms: int = 50
     consumer_max_attempts: int = 5
