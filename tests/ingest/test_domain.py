@@ -1,13 +1,12 @@
 """Unit tests of ingest's MIME parsing: pure, no network, no services.
 
-Corpus tests read the shared raw-mail corpus (``FIRSTLINE_CORPUS``, default /work/shared/corpus)
+Corpus tests read the shared raw-mail corpus (``tests.conftest.CORPUS``: ``FIRSTLINE_CORPUS``, else ../shared/corpus)
 and are skipped when it is absent.
 """
 
 from __future__ import annotations
 
 import hashlib
-import os
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -28,8 +27,8 @@ from services.ingest.domain import (
     sanitize_html,
 )
 from shared.events import MailReceived, ParsedMail
+from tests.conftest import CORPUS
 
-CORPUS = Path(os.environ.get("FIRSTLINE_CORPUS", "/work/shared/corpus"))
 needs_corpus = pytest.mark.skipif(not (CORPUS / "mime").is_dir(), reason="raw-mail corpus not available")
 
 

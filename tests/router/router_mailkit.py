@@ -6,7 +6,6 @@ classifier the subject, sender, selected headers and text of real mail); ingest'
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +13,8 @@ from services.router.corpus import parse_raw
 from services.router.domain import TicketInfo
 from shared.events import Address, MailFlags, ParsedMail
 from shared.ticket_numbers import check_digit
+from tests.conftest import CORPUS
 
-CORPUS = Path(os.environ.get("FIRSTLINE_CORPUS") or Path(__file__).resolve().parents[3] / "shared" / "corpus")
 __all__ = ["CORPUS", "MemoryIndex", "auto_flags", "corpus_files", "make_mail", "parse_raw", "ticket_number"]
 
 
