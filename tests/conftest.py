@@ -9,6 +9,7 @@ prefix, so tests never see each other's data.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import tempfile
@@ -113,21 +114,30 @@ def _with_database(url: str, name: str) -> str:
     return f"{base}/{name}"
 
 
-@pytest.fixture
-async def database_url(pg_server: str) -> AsyncIterator[str]:
-    """A fresh, empty database for one test; dropped afterwards."""
+@contextlib.asynccontextmanager
+async def fresh_database(pg_server: str) -> AsyncIterator[str]:
+    """A fresh, empty database on the test server (one per service, as in production); dropped after."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     admin = await asyncpg.connect(_with_database(pg_server, "postgres"))
     try:
         await admin.execute(f'create database "{name}"')
     finally:
         await admin.close()
-    yield _with_database(pg_server, name)
-    admin = await asyncpg.connect(_with_database(pg_server, "postgres"))
     try:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
+        yield _with_database(pg_server, name)
     finally:
-        await admin.close()
+        admin = await asyncpg.connect(_with_database(pg_server, "postgres"))
+        try:
+            await admin.execute(f'drop database if exists "{name}" with (force)')
+        finally:
+            await admin.close()
+
+
+@pytest.fixture
+async def database_url(pg_server: str) -> AsyncIterator[str]:
+    """A fresh, empty database for one test; dropped afterwards."""
+    async with fresh_database(pg_server) as url:
+        yield url
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -28,7 +27,7 @@ from shared.devinfra import free_port
 from shared.envelope import Envelope, make_envelope
 from shared.events import EventData, QueueConfigured
 from shared.settings import ServiceSettings
-from tests.conftest import eventually
+from tests.conftest import eventually, fresh_database
 
 ADMIN = "admin"
 ADMIN_PASSWORD = "admin-password-1"
@@ -87,7 +86,7 @@ async def running_gateway(pg_server: str, kafka_bootstrap: str) -> AsyncIterator
     Stopping a service whose consumer is still joining its group takes the local broker ~5 s,
     so the tests of a module share the app; each uses its own agents and its own client.
     """
-    async with extra_database(pg_server) as url:
+    async with fresh_database(pg_server) as url:
         gw = gateway_settings(wide_settings(url, kafka_bootstrap))
         app = create_app(gw)
         async with app.router.lifespan_context(app):
@@ -217,23 +216,3 @@ async def _started(server: uvicorn.Server, task: asyncio.Task[None]) -> bool:
         task.result()  # raises what made it stop
         raise AssertionError("server stopped before it started")
     return bool(server.started)
-
-
-@contextlib.asynccontextmanager
-async def extra_database(pg_server: str) -> AsyncIterator[str]:
-    """A second fresh database on the test server (one per service, as in production)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    base = pg_server.rsplit("/", 1)[0]
-    admin = await asyncpg.connect(f"{base}/postgres")
-    try:
-        await admin.execute(f'create database "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield f"{base}/{name}"
-    finally:
-        admin = await asyncpg.connect(f"{base}/postgres")
-        try:
-            await admin.execute(f'drop database if exists "{name}" with (force)')
-        finally:
-            await admin.close()

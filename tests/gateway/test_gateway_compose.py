@@ -21,7 +21,7 @@ from tests.gateway.conftest import (
     agent_client,
     create_agent,
     csrf,
-    extra_database,
+    fresh_database,
     gateway_settings,
     login,
     served,
@@ -55,9 +55,9 @@ class World:
 async def world(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[World]:
     prefix = f"t{uuid.uuid4().hex[:8]}."
     async with (
-        extra_database(pg_server) as tickets_db,
-        extra_database(pg_server) as notify_db,
-        extra_database(pg_server) as gateway_db,
+        fresh_database(pg_server) as tickets_db,
+        fresh_database(pg_server) as notify_db,
+        fresh_database(pg_server) as gateway_db,
     ):
         base = wide_settings(tickets_db, kafka_bootstrap, prefix)
         t_settings = tickets_settings.TicketsSettings(

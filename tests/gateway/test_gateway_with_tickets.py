@@ -35,7 +35,7 @@ from tests.gateway.conftest import (
     create_agent,
     csrf,
     envelope,
-    extra_database,
+    fresh_database,
     gateway_settings,
     login,
     other_client,
@@ -99,7 +99,7 @@ async def make_tickets(
 @pytest.fixture(scope="module")
 async def world(pg_server: str, kafka_bootstrap: str) -> AsyncIterator[World]:
     prefix = f"t{uuid.uuid4().hex[:8]}."
-    async with extra_database(pg_server) as tickets_db, extra_database(pg_server) as gateway_db:
+    async with fresh_database(pg_server) as tickets_db, fresh_database(pg_server) as gateway_db:
         base = wide_settings(tickets_db, kafka_bootstrap, prefix)
         settings = tickets_settings.TicketsSettings(
             **{**base.model_dump(), "service_name": "tickets", "timer_interval_seconds": 0}
@@ -309,7 +309,7 @@ async def test_raw_mail_and_parts_from_ingest(world: World, pg_server: str) -> N
         b'--b\r\nContent-Type: text/html; name="x.html"\r\nContent-Disposition: attachment; filename="x.html"\r\n\r\n'
         b"<script>alert(1)</script>\r\n--b--\r\n"
     )
-    async with extra_database(pg_server) as ingest_db:
+    async with fresh_database(pg_server) as ingest_db:
         settings = ingest_settings.IngestSettings(
             **{
                 **world.settings.model_dump(),

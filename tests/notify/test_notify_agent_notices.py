@@ -33,7 +33,7 @@ from shared.events import (
     TicketUnlocked,
 )
 from shared.settings import ServiceSettings
-from tests.conftest import eventually, serving
+from tests.conftest import eventually, fresh_database, serving
 from tests.gateway import conftest as gw
 from tests.notify.kit import Relay, TopicReader, notify_settings, publish, reading
 
@@ -216,7 +216,7 @@ async def check_notified(delivery: TopicReader, relay: Relay, follow_up: Envelop
 async def test_gateway_directory_reaches_notify(settings: ServiceSettings, relay: Relay, pg_server: str) -> None:
     """The gateway publishes its agents (create, preferences); notify takes them and uses them."""
     notify = notify_settings(settings, relay.port)
-    async with gw.extra_database(pg_server) as gateway_db:
+    async with fresh_database(pg_server) as gateway_db:
         gateway = gw.gateway_settings(settings, database_url=gateway_db)
         async with serving(create_gateway_app(gateway)) as admin, serving(create_app(notify)):
             await gw.login(admin)

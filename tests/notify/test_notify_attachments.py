@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator, Iterator
 from email.message import EmailMessage
 
-import asyncpg
 import httpx
 import pytest
 
@@ -25,7 +24,7 @@ from services.notify.domain import ComposeError
 from shared.devinfra import free_port
 from shared.events import AnswerDelivered, Attachment, DeliveryFailed
 from shared.settings import ServiceSettings
-from tests.conftest import eventually, serving
+from tests.conftest import eventually, fresh_database, serving
 from tests.notify.kit import (
     Relay,
     answer_sent,
@@ -63,19 +62,8 @@ def relay() -> Iterator[Relay]:
 @pytest.fixture
 async def ingest_database(pg_server: str) -> AsyncIterator[str]:
     """Ingest's own database on the test server (one per service, as in production)."""
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    base = pg_server.rsplit("/", 1)[0]
-    admin = await asyncpg.connect(f"{base}/postgres")
-    try:
-        await admin.execute(f'create database "{name}"')
-    finally:
-        await admin.close()
-    yield f"{base}/{name}"
-    admin = await asyncpg.connect(f"{base}/postgres")
-    try:
-        await admin.execute(f'drop database if exists "{name}" with (force)')
-    finally:
-        await admin.close()
+    async with fresh_database(pg_server) as url:
+        yield url
 
 
 def test_checked_part_sorts_ingests_answers() -> None:
