@@ -41,6 +41,7 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
 
     async def stop_jobs(svc: Service) -> None:
         await jobs.stop()
+        await tickets.counter.close()
 
     service.on_start.append(start_timers)
     service.on_stop.append(stop_jobs)

@@ -40,6 +40,7 @@ from services.tickets.privacy import Vault, decrypt_all, kids_of
 from services.tickets.projections import Projector, list_row
 from services.tickets.settings import TicketsSettings
 from services.tickets.state import evolve, fold
+from shared.db import create_pool
 from shared.envelope import Envelope, make_envelope, utcnow
 from shared.events import TOPIC_TICKET_EVENTS, EventData, TicketRouted
 from shared.eventstore import ConcurrencyError, EventStore
@@ -101,11 +102,16 @@ class PostgresDayCounter:
     Reservations are disjoint and the table only grows, so numbers are unique across
     concurrent writers, replicas and restarts; values reserved and not used (a restart, a
     rolled-back ticket) leave gaps, as OTRS's counter can.
+
+    The counter has a pool of its own: a reservation is asked for inside a caller's
+    transaction, and if it waited for the service's pool, whose connections may all be held by
+    commands waiting for that very transaction's row locks, nothing would ever move.
     """
 
-    def __init__(self, pool: Callable[[], asyncpg.Pool], block: int = 1) -> None:
-        self._pool = pool
+    def __init__(self, dsn: str, block: int = 1) -> None:
+        self._dsn = dsn
         self._block = max(block, 1)
+        self._pool: asyncpg.Pool | None = None
         self._day: date | None = None
         self._next = self._last = 0
         self._lock = asyncio.Lock()
@@ -113,10 +119,20 @@ class PostgresDayCounter:
     async def next_value(self, day: date) -> int:
         async with self._lock:
             if day != self._day or self._next > self._last:
-                self._last = await store.next_day_counter(self._pool(), day, self._block)
+                self._last = await store.next_day_counter(await self._own_pool(), day, self._block)
                 self._day, self._next = day, self._last - self._block + 1
             value, self._next = self._next, self._next + 1
             return value
+
+    async def _own_pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            self._pool = await create_pool(self._dsn, min_size=0, max_size=1)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
 
 
 class Tickets:
@@ -128,8 +144,8 @@ class Tickets:
         self._events = events
         self.projector = Projector()
         self.vault = Vault()
-        counter = PostgresDayCounter(pool, settings.ticket_number_block)
-        self.numbers = DateChecksumGenerator(counter, settings.ticket_system_id)
+        self.counter = PostgresDayCounter(settings.database_url, settings.ticket_number_block)
+        self.numbers = DateChecksumGenerator(self.counter, settings.ticket_system_id)
         self.topic = settings.topic(TOPIC_TICKET_EVENTS)
         # Queue escalation times the timers have brought every open ticket up to (per replica).
         self.escalation_keys_seen: dict[str, str] = {}

@@ -308,3 +308,23 @@ async def test_timers_unlock_and_close(settings: ServiceSettings) -> None:
         reminder = (await client.get(f"/tickets/{reminding}/history")).json()["events"][-1]
         assert reminder["type"] == "PendingReminderReached"
         assert (await client.get(f"/tickets/{reminding}")).json()["state"] == "pending reminder"
+
+
+async def test_a_new_ticket_gets_its_number_while_every_pooled_connection_is_taken(settings: ServiceSettings) -> None:
+    """A mail's ticket number is reserved inside the consumer's transaction; agents' commands
+    waiting for that transaction can hold every connection of the service's pool. The counter
+    must not wait for that pool (it did, and the service stood still under load)."""
+    async with running(tickets_settings(settings, db_pool_max=3, ticket_number_block=1)) as (app, _):
+        tickets = tickets_of(app)
+        held = []
+        try:
+            while True:  # take every connection the pool will give
+                held.append(await tickets.pool.acquire(timeout=1))
+        except TimeoutError:
+            pass
+        try:
+            numbers = [await asyncio.wait_for(tickets.next_number(datetime.now(UTC)), 10) for _ in range(3)]
+        finally:
+            for conn in held:
+                await tickets.pool.release(conn)
+    assert held and len(set(numbers)) == 3
