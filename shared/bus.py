@@ -1,8 +1,9 @@
 """Kafka on aiokafka: producer settings, topic creation, and the consumer runner.
 
-The runner takes a poll's worth of records and handles them in one database transaction,
-records each message id in ``processed_messages`` within that transaction (so a redelivered
-message changes nothing), and commits the Kafka offsets only after the transaction committed.
+The runner takes a poll's worth of records and handles them in database transactions of about
+``consumer_transaction_seconds`` each, records each message id in ``processed_messages`` within
+its transaction (so a redelivered message changes nothing), and commits the Kafka offsets only
+after the poll's transactions committed.
 A message whose handler keeps failing is retried with backoff, then sent to ``<topic>.dlq``
 with the error attached; the consumer goes on with the next one.
 """
@@ -116,6 +117,7 @@ class Consumer:
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
         self._stopping = asyncio.Event()
+        self._seconds_per_record = 0.0
 
     async def run(self, stop: asyncio.Event) -> None:
         """Consume until ``stop`` is set; reconnects when the broker goes away."""
@@ -191,25 +193,43 @@ class Consumer:
                 pause = min(pause * 2, 10.0)
 
     async def _handle_batch(self, records: list[ConsumerRecord]) -> None:
-        """All records in one transaction; if that fails, each on its own with retries."""
-        started = time.perf_counter()
+        """The poll's records in short transactions, in order (see :meth:`_handle_chunk`)."""
         wanted = [r for r in records if self._wanted(r)]
         if len(wanted) < len(records):
             MESSAGES_CONSUMED.labels(self.name, "ignored").inc(len(records) - len(wanted))
-        if not wanted:
-            return
+        while wanted:
+            size = self._chunk_size()
+            await self._handle_chunk(wanted[:size])
+            wanted = wanted[size:]
+
+    def _chunk_size(self) -> int:
+        """How many records fit in one transaction of about ``consumer_transaction_seconds``.
+
+        A transaction holds the row locks of what it wrote, and its outbox rows stay unseen,
+        until it commits: a poll of 500 mails in one would make an agent's command on one of
+        those tickets, and the next service, wait for all 500. Measured per record, so it
+        adapts to the handler and the load.
+        """
+        per_record = self._seconds_per_record or self.settings.consumer_transaction_seconds / 16
+        budget = self.settings.consumer_transaction_seconds / per_record
+        return max(1, min(int(budget), self.settings.consumer_max_records))
+
+    async def _handle_chunk(self, records: list[ConsumerRecord]) -> None:
+        """The records in one transaction; if that fails, each on its own with retries."""
+        started = time.perf_counter()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                await self._handle_all(conn, [_decode(r) for r in wanted])
+                await self._handle_all(conn, [_decode(r) for r in records])
         except INFRASTRUCTURE_ERRORS:
             raise
         except Exception:
-            for record in wanted:
+            for record in records:
                 await self._handle_with_retries(record)
-        elapsed = (time.perf_counter() - started) / len(wanted)
-        for _ in wanted:
+        elapsed = (time.perf_counter() - started) / len(records)
+        self._seconds_per_record = elapsed
+        for _ in records:
             HANDLER_SECONDS.labels(self.name).observe(elapsed)
-        MESSAGES_CONSUMED.labels(self.name, "handled").inc(len(wanted))
+        MESSAGES_CONSUMED.labels(self.name, "handled").inc(len(records))
 
     def _wanted(self, record: ConsumerRecord) -> bool:
         if self.types is None:

@@ -27,6 +27,7 @@ class ServiceSettings(BaseSettings):
     broker_check_interval_seconds: float = 5.0
     relay_drain_seconds: float = 5.0  # on a graceful stop, publish what is pending for up to this long
     consumer_max_records: int = 500
+    consumer_transaction_seconds: float = 0.05  # a consumer commits about this often (row locks, latency)
     consumer_fetch_wait_ms: int = 50
     consumer_max_attempts: int = 5
     consumer_backoff_seconds: float = 0.2

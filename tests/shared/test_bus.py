@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord
 
 from shared.bus import Consumer, ensure_topics
 from shared.db import create_pool, migrate
@@ -258,3 +258,26 @@ async def _published_at_least(pool: asyncpg.Pool, n: int) -> bool:
 
 async def _all_published(pool: asyncpg.Pool) -> bool:
     return not await pool.fetchval("select exists (select 1 from outbox where published_at is null)")
+
+
+async def test_a_long_poll_is_handled_in_short_transactions(pool: asyncpg.Pool, settings: ServiceSettings) -> None:
+    """Row locks and outbox rows of a transaction wait for its commit: a poll of many records
+    is committed in pieces of about ``consumer_transaction_seconds``, each record once."""
+    transactions: list[int] = []
+
+    async def slow(conn: asyncpg.Connection, envelope: Envelope) -> None:
+        transactions.append(await conn.fetchval("select txid_current()"))
+        await asyncio.sleep(0.005)
+        await record_seen(conn, envelope)
+
+    quick = settings.model_copy(update={"consumer_transaction_seconds": 0.02})
+    consumer = Consumer(name="slow", topics=["t"], pool=pool, settings=quick, handler=slow)
+    records = [as_record(note("t", f"n-{i}"), offset=i) for i in range(40)]
+    assert await consumer.handle_records(records)
+    assert await pool.fetchval("select count(*) from seen") == 40
+    assert 4 <= len(set(transactions)) < 40
+
+
+def as_record(envelope: Envelope, offset: int) -> ConsumerRecord[bytes, bytes]:
+    value = envelope.to_json()
+    return ConsumerRecord("t", 0, offset, 0, 0, b"t", value, None, len(b"t"), len(value), [])
