@@ -25,7 +25,9 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from shared.bus import INFRASTRUCTURE_ERRORS, Consumer, Handler, ensure_topics
 from shared.db import create_pool, migrate
@@ -255,19 +257,39 @@ def health_router(service: Service) -> APIRouter:
     return router
 
 
+class CorrelationIds:
+    """The request's ``X-Correlation-ID`` (or a new one) is the correlation id while it is
+    handled, and is sent back on the answer.
+
+    Pure ASGI: Starlette's ``BaseHTTPMiddleware`` runs every request through a task group and
+    memory streams, which cost a third of a busy service's time per request.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        cid = Headers(scope=scope).get("x-correlation-id") or new_id()
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                MutableHeaders(scope=message)["X-Correlation-ID"] = cid
+            await send(message)
+
+        token = correlation_id.set(cid)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            correlation_id.reset(token)
+
+
 def install_common_middleware(app: FastAPI) -> None:
     """Correlation ids in and out; JSON 422s naming the field; a JSON 409 for concurrency conflicts."""
 
-    @app.middleware("http")
-    async def correlation(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        cid = request.headers.get("x-correlation-id") or new_id()
-        token = correlation_id.set(cid)
-        try:
-            response = await call_next(request)
-        finally:
-            correlation_id.reset(token)
-        response.headers["X-Correlation-ID"] = cid
-        return response
+    app.add_middleware(CorrelationIds)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
