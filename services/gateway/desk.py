@@ -17,12 +17,13 @@ from typing import Any, Literal
 
 import asyncpg
 import nh3
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from services.gateway import store
 from services.gateway.accounts import Principal
 from services.gateway.directory import QueueDirectory
-from services.gateway.errors import ApiError, forbidden, queue_not_found, ticket_not_found
+from services.gateway.errors import ApiError, PassThrough, forbidden, queue_not_found, ticket_not_found
 from services.gateway.permissions import (
     PERMISSIONS,
     AgentAccess,
@@ -104,6 +105,37 @@ def sanitise_ticket(ticket: dict[str, Any]) -> dict[str, Any]:
         if isinstance(article, dict) and article.get("body_html"):
             article["body_html"] = sanitise_html(article["body_html"])
     return ticket
+
+
+# Commands on one ticket whose permission depends on its queue alone: tickets checks the queue
+# guard on them. The others (move, spam, merge: a second queue; unmerge, split: two tickets)
+# are checked here before they are forwarded.
+_GUARDED_COMMANDS = frozenset(
+    {
+        "lock",
+        "unlock",
+        "answer",
+        "note",
+        "phone",
+        "state",
+        "priority",
+        "owner",
+        "responsible",
+        "title",
+        "watch",
+        "unwatch",
+    }
+)
+_GUARD_REFUSALS = frozenset({"queue_not_permitted", "ticket_not_found"})
+
+
+def _command_answer(result: Any) -> dict[str, Any]:
+    if not isinstance(result, dict):
+        return {"ok": True}
+    for value in result.values():  # the ticket, and a split-off or merge target's zoom
+        if isinstance(value, dict) and "articles" in value:
+            sanitise_ticket(value)
+    return result
 
 
 @dataclass
@@ -239,9 +271,19 @@ class Desk:
         return data
 
     async def command(self, agent: Principal, number: str, command: str, body: dict[str, Any]) -> dict[str, Any]:
-        """Check the agent may, then forward the command to tickets (its 4xx are handed on)."""
+        """Check the agent may, then forward the command to tickets (its 4xx are handed on).
+
+        A command on one ticket carries the queues where the agent may see tickets and where
+        it may do this: tickets checks them on the ticket in the command's own transaction (no
+        separate read, no moment between check and act). A refusal is answered by the full
+        check below, for its precise message.
+        """
         action = COMMAND_ACTIONS[command]
         directory = await self.directory()
+        if command in _GUARDED_COMMANDS:
+            guarded = await self._guarded_command(agent, number, command, action, body, directory)
+            if guarded is not None:
+                return guarded
         ticket, queue = await self.visible_ticket(agent, number, directory)
         target: Queue | None = None
         if command == "move":
@@ -251,14 +293,32 @@ class Desk:
         elif command == "merge":
             _, target = await self.visible_ticket(agent, str(body["into"]), directory, field="into")
         self._require(agent, action, queue, target)
+        return _command_answer(await self._forward(agent, number, command, body))
+
+    async def _guarded_command(
+        self, agent: Principal, number: str, command: str, action: str, body: dict[str, Any], directory: QueueDirectory
+    ) -> dict[str, Any] | None:
+        """The command with its queue guard; None if tickets refused it for the queue (or found
+        no ticket), for :meth:`command` to explain."""
+        readable = directory.names_with(agent)
+        permitted = [name for name in readable if check(agent.access, action, directory.queue(name)) is None]
+        guard = {
+            "X-Readable-Queues": orjson.dumps(readable).decode(),
+            "X-Permitted-Queues": orjson.dumps(permitted).decode(),
+        }
+        try:
+            result = await self._forward(agent, number, command, body, guard)
+        except PassThrough as refused:
+            if refused.status in (403, 404) and refused.error in _GUARD_REFUSALS:
+                return None
+            raise
+        return _command_answer(result)
+
+    async def _forward(
+        self, agent: Principal, number: str, command: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    ) -> Any:
         path = f"/tickets/{_segment(number)}/{command}"
-        result = await self.upstream.call("tickets", "POST", path, actor=agent.username, json=body)
-        if not isinstance(result, dict):
-            return {"ok": True}
-        for value in result.values():  # the ticket, and a split-off or merge target's zoom
-            if isinstance(value, dict) and "articles" in value:
-                sanitise_ticket(value)
-        return result
+        return await self.upstream.call("tickets", "POST", path, actor=agent.username, json=body, headers=headers)
 
     def _require(self, agent: Principal, action: str, queue: Queue, target: Queue | None = None) -> None:
         denial = check(agent.access, action, queue, target)

@@ -62,8 +62,9 @@ class Upstream:
         actor: str,
         params: Mapping[str, Any] | None,
         json: Any,
+        extra_headers: Mapping[str, str] | None = None,
     ) -> httpx.Request:
-        headers = {"X-Actor": actor, "X-Correlation-ID": correlation_id.get() or new_id()}
+        headers = {"X-Actor": actor, "X-Correlation-ID": correlation_id.get() or new_id(), **(extra_headers or {})}
         clean = {k: v for k, v in (params or {}).items() if v is not None and v != ""}
         # Percent-encode the path: values are raw (a ticket number, a queue name), and a control
         # character would make httpx raise InvalidURL (a 500) instead of the service's 404 or 422.
@@ -80,9 +81,10 @@ class Upstream:
         params: Mapping[str, Any] | None = None,
         json: Any = None,
         stream: bool = False,
+        headers: Mapping[str, str] | None = None,
     ) -> httpx.Response:
         """The service's response (any status below 500); transport failures and 5xx raise."""
-        request = self._request(service, method, path, actor, params, json)
+        request = self._request(service, method, path, actor, params, json, headers)
         try:
             response = await self.client.send(request, stream=stream)
         except httpx.TimeoutException as exc:
@@ -107,9 +109,10 @@ class Upstream:
         actor: str,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
+        headers: Mapping[str, str] | None = None,
     ) -> Any:
         """The JSON body of a 2xx answer; a 4xx is raised as :class:`PassThrough`."""
-        response = await self.send(service, method, path, actor=actor, params=params, json=json)
+        response = await self.send(service, method, path, actor=actor, params=params, json=json, headers=headers)
         if response.status_code >= 400:
             raise pass_through(service, response)
         if response.status_code == 204 or not response.content:

@@ -15,7 +15,7 @@ from typing import Any
 import asyncpg
 
 from services.tickets import store
-from services.tickets.commands import Context, Outcome, Tickets
+from services.tickets.commands import Context, Decide, Outcome, Tickets
 from services.tickets.domain import (
     AddNote,
     AddPhoneArticle,
@@ -25,6 +25,7 @@ from services.tickets.domain import (
     MarkSpam,
     Merge,
     Move,
+    QueueGuard,
     SetOwner,
     SetPriority,
     SetResponsible,
@@ -59,6 +60,7 @@ from services.tickets.domain import (
 )
 from services.tickets.errors import (
     AlreadyLocked,
+    InvalidInput,
     NotLocked,
     NotMerged,
     TicketError,
@@ -72,6 +74,21 @@ from shared.envelope import make_envelope, new_id, utcnow
 from shared.events import Attachment, EventData, QueueConfigured
 from shared.eventstore import ConcurrencyError
 from shared.outbox import enqueue
+
+
+def _guarded(guard: QueueGuard, decide: Decide) -> Decide:
+    def decide_if_admitted(ticket: Ticket | None, now: datetime) -> list[EventData]:
+        guard.admit(ticket)
+        return decide(ticket, now)
+
+    return decide_if_admitted
+
+
+def _refuse_guard(ctx: Context) -> None:
+    """Commands that create or join tickets are checked by the gateway, not by a queue guard:
+    a guard sent with one would otherwise be silently ignored."""
+    if ctx.guard is not None:
+        raise InvalidInput("X-Permitted-Queues", "a queue guard is not accepted on this command")
 
 
 def _accepting(error: type[TicketError], decide: Callable[[], list[EventData]]) -> list[EventData]:
@@ -99,6 +116,9 @@ class Actions:
     async def _run(
         self, number: str, decide: Callable[[Ticket | None, datetime], list[EventData]], ctx: Context
     ) -> Outcome:
+        guard = ctx.guard
+        if guard is not None:
+            decide = _guarded(guard, decide)
         return await self.tickets.execute(self.conn, await self.ticket_id(number), decide, ctx)
 
     # ------------------------------------------------------------------ lock and people
@@ -196,6 +216,7 @@ class Actions:
         """A phone or email ticket (:class:`CreateByAgent`; ``fields`` are its fields but the
         ids, number and agent). With an idempotency key the ticket and article ids derive from
         it and the actor, so a retried request lands on its ticket and decides nothing."""
+        _refuse_guard(ctx)
         known = await store.known_queues(self.conn)
         if fields.get("queue") not in known:  # before a number is drawn: no gap for a typo
             raise UnknownQueue(f"there is no queue {fields.get('queue')!r}")
@@ -219,6 +240,7 @@ class Actions:
     # ------------------------------------------------------------------ merge and split
 
     async def merge(self, number: str, into: str, ctx: Context) -> tuple[Outcome, Outcome]:
+        _refuse_guard(ctx)
         source_id, target_id = await self.ticket_id(number), await self.ticket_id(into)
         cmd = Merge(agent=ctx.actor)
         return await self.tickets.execute_pair(
@@ -226,6 +248,7 @@ class Actions:
         )
 
     async def unmerge(self, number: str, ctx: Context) -> tuple[Outcome, Outcome]:
+        _refuse_guard(ctx)
         row = await store.ticket_row(self.conn, number)
         if row is None:
             raise TicketNotFound(f"no ticket {number}")
@@ -240,6 +263,7 @@ class Actions:
         self, number: str, article_id: str, title: str | None, queue: str | None, ctx: Context
     ) -> tuple[Outcome, Outcome]:
         """The aggregate keeps no bodies: the split-off article's text comes from the articles table."""
+        _refuse_guard(ctx)
         source_id = await self.ticket_id(number)
         text = await store.article(self.conn, article_id)
         if text is None or text["ticket_id"] != source_id:

@@ -14,6 +14,7 @@ from datetime import datetime
 from email.utils import getaddresses
 from typing import Annotated, Any, Literal
 
+import orjson
 from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -22,10 +23,12 @@ from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator
 from services.tickets import queries, store
 from services.tickets.actions import Actions
 from services.tickets.commands import Context, Outcome, Tickets
+from services.tickets.domain import QueueGuard
 from services.tickets.errors import (
     InvalidInput,
     LockedByOther,
     NotLockOwner,
+    QueueNotPermitted,
     TicketError,
     TicketIsMerged,
     UnknownQueue,
@@ -49,6 +52,7 @@ _STATUS = {
     "ticket_removed": 409,
     "not_merged": 409,
     "ticket_exists": 409,
+    "queue_not_permitted": 403,
     "event_not_found": 404,
     "customer_not_found": 404,
     "rebuild_not_found": 404,
@@ -66,6 +70,8 @@ def error_body(exc: TicketError) -> dict[str, Any]:
         body["field"] = "queue"
     if isinstance(exc, TicketIsMerged):
         body["merged_into"] = exc.into_number
+    if isinstance(exc, QueueNotPermitted):
+        body["queue"] = exc.queue
     return body
 
 
@@ -261,13 +267,38 @@ async def command(
     request: Request,
     x_actor: Annotated[str | None, Header(alias="X-Actor")] = None,
     x_causation_id: Annotated[str | None, Header(alias="X-Causation-ID")] = None,
+    x_readable_queues: Annotated[str | None, Header(alias="X-Readable-Queues")] = None,
+    x_permitted_queues: Annotated[str | None, Header(alias="X-Permitted-Queues")] = None,
 ) -> AsyncIterator[Command]:
-    """The dependency of every command: ``X-Actor`` is required."""
+    """The dependency of every command: ``X-Actor`` is required.
+
+    ``X-Readable-Queues`` and ``X-Permitted-Queues`` (JSON lists of queue names, both or
+    neither): the command is refused, in its own transaction, on a ticket in a queue not
+    readable (404) or not permitted (403 ``queue_not_permitted``). The gateway sends them so
+    that checking an agent's permission costs no separate read.
+    """
     if x_actor is None or not x_actor.strip():
         raise InvalidInput("X-Actor", "header is required: the acting agent's username or system:<what>")
+    guard = _queue_guard(x_readable_queues, x_permitted_queues)
     tickets: Tickets = request.app.state.tickets
     async with tickets.pool.acquire() as conn:
-        yield Command(Actions(tickets, conn), Context.of(x_actor.strip(), x_causation_id))
+        yield Command(Actions(tickets, conn), Context.of(x_actor.strip(), x_causation_id, guard))
+
+
+def _queue_guard(readable: str | None, permitted: str | None) -> QueueGuard | None:
+    if readable is None and permitted is None:
+        return None
+    names = {"X-Readable-Queues": readable, "X-Permitted-Queues": permitted}
+    lists: dict[str, frozenset[str]] = {}
+    for header, value in names.items():
+        try:
+            parsed = orjson.loads(value or "")
+        except orjson.JSONDecodeError:
+            parsed = None
+        if not isinstance(parsed, list) or not all(isinstance(name, str) for name in parsed):
+            raise InvalidInput(header, "header must be a JSON list of queue names, sent with its pair")
+        lists[header] = frozenset(parsed)
+    return QueueGuard(readable=lists["X-Readable-Queues"], permitted=lists["X-Permitted-Queues"])
 
 
 Cmd = Annotated[Command, Depends(command)]

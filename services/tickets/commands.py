@@ -26,6 +26,7 @@ from services.tickets import store
 from services.tickets.domain import (
     CreateFromMail,
     FollowUpFromMail,
+    QueueGuard,
     Ticket,
     decide_create,
     decide_escalation_settings,
@@ -70,11 +71,12 @@ class Context:
     actor: str
     correlation_id: str | None = None
     causation_id: str | None = None
+    guard: QueueGuard | None = None  # an agent's command: the queues it is permitted in
 
     @classmethod
-    def of(cls, actor: str, causation_id: str | None = None) -> Context:
+    def of(cls, actor: str, causation_id: str | None = None, guard: QueueGuard | None = None) -> Context:
         """For the request or message in hand (its correlation id is in the logging context)."""
-        return cls(actor=actor, correlation_id=correlation_id.get(), causation_id=causation_id)
+        return cls(actor=actor, correlation_id=correlation_id.get(), causation_id=causation_id, guard=guard)
 
     @classmethod
     def caused_by(cls, envelope: Envelope, actor: str | None = None) -> Context:

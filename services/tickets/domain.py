@@ -41,6 +41,7 @@ from services.tickets.errors import (
     NotMerged,
     PendingTimeInPast,
     PendingTimeRequired,
+    QueueNotPermitted,
     TicketError,
     TicketExists,
     TicketIsMerged,
@@ -142,6 +143,27 @@ SYSTEM_ACTOR = "system"  # who decides on mail from the router (the service name
 
 
 # --------------------------------------------------------------------------- commands
+
+
+@dataclass(frozen=True, slots=True)
+class QueueGuard:
+    """Where the acting agent may see tickets (``readable``) and where the command at hand is
+    permitted (``permitted``), as the gateway works them out from the agent's groups.
+
+    Checked on the ticket as loaded, in the command's own transaction: a ticket moved a moment
+    before is judged by the queue it is in now, not the one a separate read saw.
+    """
+
+    readable: frozenset[str]
+    permitted: frozenset[str]
+
+    def admit(self, ticket: Ticket | None) -> None:
+        if ticket is None:
+            return  # the command's own rules answer for a ticket that does not exist
+        if ticket.queue not in self.readable:
+            raise TicketNotFound(f"no ticket {ticket.number}")
+        if ticket.queue not in self.permitted:
+            raise QueueNotPermitted(ticket.number, ticket.queue)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

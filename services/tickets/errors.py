@@ -23,6 +23,16 @@ class TicketNotFound(TicketError):
     code = "ticket_not_found"
 
 
+class QueueNotPermitted(TicketError):
+    """The ticket's queue is one the caller (the gateway, for an agent) did not permit."""
+
+    code = "queue_not_permitted"
+
+    def __init__(self, number: str, queue: str) -> None:
+        super().__init__(f"ticket {number} is in queue {queue}, where this is not permitted")
+        self.queue = queue
+
+
 class TicketExists(TicketError):
     code = "ticket_exists"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
@@ -204,3 +205,55 @@ async def test_snapshots_are_taken_and_used(settings: ServiceSettings) -> None:
         stored = await tickets.events.read_stream(ticket_id)
         assert loaded == fold(await tickets.vault.open(tickets.pool, stored))
         assert loaded.version == 9
+
+
+def guard(readable: list[str], permitted: list[str]) -> dict[str, str]:
+    return {**ALICE, "X-Readable-Queues": json.dumps(readable), "X-Permitted-Queues": json.dumps(permitted)}
+
+
+async def test_a_queue_guard_is_checked_on_the_ticket_in_the_commands_transaction(settings: ServiceSettings) -> None:
+    """The gateway's permissions travel with the command: refused in a queue the agent cannot
+    see (404, as for no ticket) or where the command is not permitted (403 naming the queue)."""
+    async with running(tickets_settings(settings)) as (app, client):
+        number = await new_ticket(app, client, queue="Raw")
+        unseen = await client.post(f"/tickets/{number}/lock", headers=guard(["Info-en"], ["Info-en"]))
+        assert unseen.status_code == 404 and unseen.json()["error"] == "ticket_not_found"
+        read_only = await client.post(f"/tickets/{number}/lock", headers=guard(["Raw"], []))
+        assert read_only.status_code == 403
+        assert read_only.json() | {"detail": ""} == {"error": "queue_not_permitted", "queue": "Raw", "detail": ""}
+        assert (await client.get(f"/tickets/{number}")).json()["locked"] is False
+        locked = await client.post(f"/tickets/{number}/lock", headers=guard(["Raw"], ["Raw"]))
+        assert locked.status_code == 200 and locked.json()["ticket"]["locked_by"] == "alice"
+
+        assert (await client.put("/queues/Junk", json={"group": "junk"}, headers=ALICE)).status_code == 200
+        moved = await client.post(f"/tickets/{number}/move", json={"queue": "Junk"}, headers=ALICE)
+        assert moved.status_code == 200
+        after_move = await client.post(f"/tickets/{number}/note", json={"body": "x"}, headers=guard(["Raw"], ["Raw"]))
+        assert after_move.status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("headers", "field"),
+    [
+        ({"X-Readable-Queues": '["Raw"]'}, "X-Permitted-Queues"),
+        ({"X-Readable-Queues": "Raw", "X-Permitted-Queues": "[]"}, "X-Readable-Queues"),
+        ({"X-Readable-Queues": "[]", "X-Permitted-Queues": "[1]"}, "X-Permitted-Queues"),
+    ],
+)
+async def test_a_malformed_queue_guard_is_a_422_naming_the_header(
+    settings: ServiceSettings, headers: dict[str, str], field: str
+) -> None:
+    async with running(tickets_settings(settings)) as (app, client):
+        number = await new_ticket(app, client)
+        answer = await client.post(f"/tickets/{number}/lock", headers={**ALICE, **headers})
+        assert answer.status_code == 422 and answer.json()["field"] == field
+        assert (await client.get(f"/tickets/{number}")).json()["locked"] is False
+
+
+async def test_commands_on_two_tickets_refuse_a_queue_guard_rather_than_ignore_it(settings: ServiceSettings) -> None:
+    async with running(tickets_settings(settings)) as (app, client):
+        number = await new_ticket(app, client)
+        split = await client.post(
+            f"/tickets/{number}/split", json={"article_id": "whatever"}, headers=guard(["Raw"], ["Raw"])
+        )
+        assert split.status_code == 422 and split.json()["field"] == "X-Permitted-Queues"
