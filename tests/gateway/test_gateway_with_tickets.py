@@ -228,7 +228,7 @@ async def test_actions_on_a_hidden_ticket_answer_like_a_missing_one(world: World
         assert into_hidden.status_code == 404 and into_hidden.json()["field"] == "into"
 
 
-async def test_permission_checks_before_tickets_is_asked(world: World) -> None:
+async def test_a_denied_command_names_the_permission_and_queue_it_lacks(world: World) -> None:
     admin = world.gateway
     async with agent_client(admin, "rory", {"Raw": ["ro"]}) as rory:
         for command, body, needed in (
