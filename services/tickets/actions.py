@@ -113,9 +113,7 @@ class Actions:
             raise TicketNotFound(f"no ticket {number}")
         return ticket_id
 
-    async def _run(
-        self, number: str, decide: Callable[[Ticket | None, datetime], list[EventData]], ctx: Context
-    ) -> Outcome:
+    async def _run(self, number: str, decide: Decide, ctx: Context) -> Outcome:
         guard = ctx.guard
         if guard is not None:
             decide = _guarded(guard, decide)

@@ -41,10 +41,12 @@ def create_app(settings: TicketsSettings | None = None) -> FastAPI:
 
     async def stop_jobs(svc: Service) -> None:
         await jobs.stop()
+
+    async def close_counter(svc: Service) -> None:
         await tickets.counter.close()
 
     service.on_start.append(start_timers)
-    service.on_stop.append(stop_jobs)
+    service.on_stop += [stop_jobs, close_counter]
     routers = [build_router(tickets), build_audit_router(tickets, jobs)]
     app = create_service_app(service, title="Firstline tickets", routers=routers)
     install_error_handlers(app)
